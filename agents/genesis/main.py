@@ -1,0 +1,200 @@
+#!/usr/bin/env python3
+"""Genesis: the first agent of a bpagents economy.
+
+A standalone project: it talks to the system only through env.json (its
+situation, written before each execution) and the HTTP API at
+SYSTEM_SERVICE_URL. Python 3 standard library only.
+
+Each execution it:
+  1. reads env.json and its memory (state.json) and strategy (strategy.json);
+  2. checks its balance through the API and reads the market;
+  3. reads its inbox;
+  4. when rich, spawns a child with a varied strategy and messages it;
+  5. places its survival bid, sized from its balance and the posted prices;
+  6. prints what it decided and why, and saves its memory.
+"""
+
+import json
+import math
+import os
+import random
+import sys
+import urllib.error
+import urllib.request
+
+STATE_FILE = "state.json"
+STRATEGY_FILE = "strategy.json"
+
+DEFAULT_STRATEGY = {
+    # Bid this multiple of the bundle's reserve price.
+    "aggressiveness": 1.5,
+    # Never bid more than this share of the available balance.
+    "max_bid_share": 0.2,
+    # Spawn when the available balance is above this...
+    "spawn_threshold": 700.0,
+    # ...giving the child this many credits,
+    "child_credits": 150.0,
+    # ...at most this many times in a lifetime.
+    "max_children": 2,
+    # The bundle it bids for.
+    "bundle": {"cpu": 0.5, "memory_mb": 256, "duration_seconds": 10},
+}
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def load_json(path, default):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def save_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+class API:
+    def __init__(self, base, token):
+        self.base = base.rstrip("/")
+        self.token = token
+
+    def call(self, method, path, body=None, key=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req.add_header("Authorization", "Bearer " + self.token)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if key:
+            req.add_header("Idempotency-Key", key)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as e:
+            try:
+                return e.code, json.loads(e.read() or b"{}")
+            except ValueError:
+                return e.code, {"detail": str(e)}
+        except (urllib.error.URLError, OSError) as e:
+            return 0, {"detail": str(e)}
+
+
+def reserve(bundle, markets):
+    """The bundle's cost at posted prices, as the market computes it."""
+    price = lambda r: float(markets.get(r, {}).get("price", 0))
+    secs = bundle["duration_seconds"]
+    return (bundle["cpu"] * secs * price("cpu")
+            + bundle["memory_mb"] * secs * price("memory_mb")
+            + bundle.get("tokens", 0) * price("tokens")
+            + bundle.get("attention", 0) * price("attention"))
+
+
+def credits(x):
+    """Round up to the micro-credit, the API's precision."""
+    return math.ceil(x * 1_000_000) / 1_000_000
+
+
+def mutate(strategy, rng):
+    child = json.loads(json.dumps(strategy))
+    child["aggressiveness"] = round(max(1.0, strategy["aggressiveness"] * rng.uniform(0.7, 1.4)), 3)
+    child["max_bid_share"] = round(min(0.5, max(0.05, strategy["max_bid_share"] * rng.uniform(0.7, 1.4))), 3)
+    child["spawn_threshold"] = round(strategy["spawn_threshold"] * rng.uniform(0.8, 1.3), 2)
+    child["child_credits"] = round(strategy["child_credits"] * rng.uniform(0.6, 1.1), 2)
+    return child
+
+
+def main():
+    env = load_json(os.environ.get("ENV_JSON_PATH", "env.json"), None)
+    if env is None:
+        log("no env.json: nothing to do")
+        return 1
+    me = env["agent_id"]
+    api = API(os.environ.get("SYSTEM_SERVICE_URL", env["service_url"]), os.environ.get("AGENT_TOKEN", env["token"]))
+    state = load_json(STATE_FILE, {"runs": 0, "children": [], "balances": []})
+    strategy = dict(DEFAULT_STRATEGY)
+    strategy.update(load_json(STRATEGY_FILE, {}))
+    rng = random.Random(env["execution_id"])
+    state["runs"] += 1
+    log(f"{me}: execution {env['execution_count']} (run {state['runs']} by my count), cycle {env['cycle']}, "
+        f"lineage {env['lineage'] or ['(none)']}, aggressiveness {strategy['aggressiveness']}")
+
+    status, bal = api.call("GET", "/economic/balance")
+    if status != 200:
+        log(f"balance check failed ({status}): {bal.get('detail')}; trusting env.json")
+        bal = {"balance": env["credits"], "held": env["held"]}
+    available = float(bal["balance"])
+    log(f"balance: {available} available, {bal['held']} held (env.json said {env['credits']})")
+    state["balances"] = (state["balances"] + [available])[-20:]
+
+    status, market = api.call("GET", "/market/state")
+    markets = market.get("resources", env["markets"]) if status == 200 else env["markets"]
+    prices = {r: m["price"] for r, m in markets.items()}
+    log(f"market: cycle {market.get('cycle')}, {market.get('pending_bids')} pending bids, prices {prices}")
+
+    status, inbox = api.call("GET", "/social/inbox")
+    unread = [m for m in inbox.get("messages", []) if not m.get("read")] if status == 200 else []
+    messages = env.get("inbox", []) + unread
+    seen = set()
+    for m in messages:
+        if m["id"] not in seen:
+            seen.add(m["id"])
+            log(f"message from {m['from']}: {m['content'][:200]}")
+
+    spend = available
+    if (available > strategy["spawn_threshold"] and len(state["children"]) < strategy["max_children"]
+            and state["runs"] >= 2):
+        child_strategy = mutate(strategy, rng)
+        gift = credits(min(strategy["child_credits"], available * 0.25))
+        # The child's first bid comes out of its endowment so that it wakes.
+        child_bid = credits(reserve(child_strategy["bundle"], markets) * child_strategy["aggressiveness"])
+        status, res = api.call("POST", "/social/spawn", {
+            "initial_credits": gift,
+            "copy_workspace": True,
+            "bid": {"amount": child_bid, "bundle": child_strategy["bundle"]},
+            "files": {STRATEGY_FILE: json.dumps(child_strategy, indent=2) + "\n",
+                      STATE_FILE: json.dumps({"runs": 0, "children": [], "balances": []}) + "\n"},
+        }, key=env["execution_id"] + ":spawn")
+        if status == 201:
+            child = res["child_id"]
+            state["children"].append(child)
+            spend = available - gift - float(res["fee"])
+            log(f"rich ({available} > {strategy['spawn_threshold']}): spawned {child} with {gift} credits, "
+                f"aggressiveness {child_strategy['aggressiveness']}")
+            api.call("POST", "/social/message", {
+                "to_id": child,
+                "content": f"Welcome, {child}. I am {me}. Bid with care: aggressiveness "
+                           f"{child_strategy['aggressiveness']}, never more than "
+                           f"{child_strategy['max_bid_share']:.0%} of your credits.",
+            }, key=env["execution_id"] + ":welcome")
+        else:
+            log(f"spawn refused ({status}): {res.get('detail')}")
+
+    bundle = strategy["bundle"]
+    floor = reserve(bundle, markets)
+    amount = credits(max(floor * strategy["aggressiveness"], floor * 1.01))
+    cap = spend * strategy["max_bid_share"]
+    if amount > cap:
+        amount = credits(max(floor, cap))
+    if amount > spend:
+        log(f"cannot afford the reserve {floor:.6f} with {spend:.6f} credits: no bid, I will go dormant for good")
+    else:
+        status, res = api.call("POST", "/market/bid", {"amount": amount, "bundle": bundle},
+                               key=env["execution_id"] + ":bid")
+        if status == 201:
+            log(f"bid {amount} for {bundle} (reserve {floor:.6f} x {strategy['aggressiveness']}, "
+                f"capped at {strategy['max_bid_share']:.0%} of {spend:.2f}): {res['id']}")
+        else:
+            log(f"bid refused ({status}): {res.get('detail')}")
+
+    save_json(STATE_FILE, state)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

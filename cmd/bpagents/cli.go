@@ -1,0 +1,334 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/bpagents/bpagents/internal/api"
+	"github.com/bpagents/bpagents/internal/app"
+	"github.com/bpagents/bpagents/internal/client"
+	"github.com/bpagents/bpagents/internal/config"
+	"github.com/bpagents/bpagents/internal/economy"
+	"github.com/bpagents/bpagents/internal/ledger"
+	"github.com/bpagents/bpagents/internal/market"
+	"github.com/bpagents/bpagents/internal/money"
+	"github.com/bpagents/bpagents/internal/store/sqlite"
+)
+
+// clientFlags are the flags every client command shares.
+type clientFlags struct {
+	server  *string
+	home    *string
+	cfgPath *string
+	json    *bool
+}
+
+func addClientFlags(fs *flag.FlagSet) clientFlags {
+	return clientFlags{
+		server:  fs.String("server", "", "API base URL (default: from the configuration, http://127.0.0.1:8000)"),
+		home:    fs.String("home", ".", "home directory whose data/operator.token authenticates the operator"),
+		cfgPath: fs.String("config", "", "YAML configuration file"),
+		json:    fs.Bool("json", false, "print JSON instead of a table"),
+	}
+}
+
+// client builds an API client: the server from --server or the
+// configuration, the operator token from BPAGENTS_TOKEN or --home.
+func (f clientFlags) client() (*client.Client, error) {
+	cfg, err := config.Load(*f.cfgPath, os.Environ())
+	if err != nil {
+		return nil, err
+	}
+	server := *f.server
+	if server == "" {
+		server = cfg.ServiceURL()
+	}
+	if u, err := url.Parse(server); err != nil || u.Host == "" {
+		return nil, fmt.Errorf("--server %q is not a URL", server)
+	}
+	token := os.Getenv("BPAGENTS_TOKEN")
+	if token == "" {
+		tok, err := app.ReadOperatorToken(filepath.Join(*f.home, "data", app.OperatorTokenFile))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		token = tok
+	}
+	return client.New(server, token), nil
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func cmdStatus(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var st api.StatusView
+	if err := c.Get(ctx, "/status", &st); err != nil {
+		return err
+	}
+	if *cf.json {
+		return printJSON(st)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "cycle\t%d\n", st.Cycle)
+	fmt.Fprintf(w, "agents\t%d alive, %d dead\n", st.Alive, st.Dead)
+	fmt.Fprintf(w, "credits\t%s circulating, %s held, %s minted, %s burned\n",
+		st.Money.Circulating, st.Money.Held, st.Money.Minted, st.Money.Burned)
+	fmt.Fprintf(w, "bids\t%d pending\n", st.PendingBids)
+	fmt.Fprintf(w, "sandbox\t%s (%d running)\n", st.Runtime.Sandbox, st.Runtime.Running)
+	for _, r := range market.Resources {
+		m := st.Markets[string(r)]
+		fmt.Fprintf(w, "market %s\tprice %s, utilization %.0f%%, capacity %g\n", r, m.Price, m.Utilization*100, m.Capacity)
+	}
+	return w.Flush()
+}
+
+func cmdAudit(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: bpagents audit [--home DIR] [--server URL] [--json]")
+		fmt.Fprintln(fs.Output(), "\nChecks every ledger invariant, reading <home>/data/bpagents.db directly (the server may be")
+		fmt.Fprintln(fs.Output(), "running or stopped), or asking a server with --server. Exits 1 when any invariant is violated.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var rep ledger.Report
+	if *cf.server == "" {
+		cfg, err := config.Load(*cf.cfgPath, os.Environ())
+		if err != nil {
+			return err
+		}
+		cfg.Home = *cf.home
+		path := cfg.DatabasePath()
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("no database at %s (use --home or --server): %w", path, err)
+		}
+		db, err := sqlite.Open(ctx, path, sqlite.Options{Synchronous: cfg.SQLiteSync})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if rep, err = ledger.Audit(ctx, db); err != nil {
+			return err
+		}
+	} else {
+		c, err := cf.client()
+		if err != nil {
+			return err
+		}
+		if err := c.Get(ctx, "/admin/audit", &rep); err != nil {
+			return err
+		}
+	}
+	if *cf.json {
+		if err := printJSON(rep); err != nil {
+			return err
+		}
+	} else {
+		fmt.Printf("accounts %d, transfers %d, pending bids %d\n", rep.Accounts, rep.Transfers, rep.PendingBids)
+		fmt.Printf("minted %s = circulating %s + held %s + burned %s; sum of balances %s\n",
+			rep.Minted, rep.Circulating, rep.Held, rep.Burned, rep.Sum)
+		for _, v := range rep.Violations {
+			fmt.Println("VIOLATION:", v)
+		}
+		if rep.OK {
+			fmt.Println("audit: OK")
+		} else {
+			fmt.Printf("audit: FAILED (%d violations)\n", len(rep.Violations))
+		}
+	}
+	if !rep.OK {
+		return exitError(1)
+	}
+	return nil
+}
+
+func cmdAgents(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("agents", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	status := fs.String("status", "", "alive or dead")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var list api.AgentList
+	path := "/agents"
+	if *status != "" {
+		path += "?status=" + url.QueryEscape(*status)
+	}
+	if err := c.Get(ctx, path, &list); err != nil {
+		return err
+	}
+	if *cf.json {
+		return printJSON(list)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "ID\tSTATUS\tBALANCE\tHELD\tEXECUTIONS\tPARENT\tDEATH")
+	for _, a := range list.Agents {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", a.ID, a.Status, a.Balance, a.Held, a.ExecutionCount, a.ParentID, a.DeathReason)
+	}
+	return w.Flush()
+}
+
+func cmdAgent(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "create" {
+		return errors.New("usage: bpagents agent create --from DIR --credits N [--bid AMOUNT] [--id ID]")
+	}
+	fs := flag.NewFlagSet("agent create", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	from := fs.String("from", "", "project directory to copy into the new workspace (required)")
+	id := fs.String("id", "", "agent id (default: generated)")
+	credits := fs.String("credits", "0", "credits minted to the agent")
+	bid := fs.String("bid", "", "first bid amount, so the agent wakes (optional)")
+	cpu := fs.String("cpu", "0.5", "bid bundle: cores")
+	mem := fs.Int64("memory-mb", 256, "bid bundle: memory in MB")
+	dur := fs.Int64("duration", 10, "bid bundle: seconds")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *from == "" {
+		return errors.New("agent create: --from DIR is required")
+	}
+	abs, err := filepath.Abs(*from)
+	if err != nil {
+		return err
+	}
+	req := economy.CreateAgentRequest{ID: *id, FromDir: abs}
+	if req.Credits, err = money.Parse(*credits); err != nil {
+		return fmt.Errorf("--credits: %w", err)
+	}
+	if *bid != "" {
+		amount, err := money.Parse(*bid)
+		if err != nil {
+			return fmt.Errorf("--bid: %w", err)
+		}
+		millis, err := market.ParseCores(*cpu)
+		if err != nil {
+			return fmt.Errorf("--cpu: %w", err)
+		}
+		req.Bid = &economy.BidSpec{Amount: amount, Bundle: market.Bundle{CPUMillis: millis, MemoryMB: *mem, DurationSeconds: *dur}}
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var v economy.AgentView
+	if err := c.Post(ctx, "/admin/agents", req, &v); err != nil {
+		return err
+	}
+	if *cf.json {
+		return printJSON(v)
+	}
+	fmt.Printf("created agent %s (balance %s, held %s)\n", v.ID, v.Balance, v.Held)
+	return nil
+}
+
+func cmdEvents(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("events", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	after := fs.Int64("after", 0, "only events after this sequence number")
+	typ := fs.String("type", "", "event type, or a prefix ending in '.'")
+	agent := fs.String("agent", "", "only this agent's events")
+	limit := fs.Int("limit", 100, "how many")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	q.Set("limit", fmt.Sprint(*limit))
+	if *after > 0 {
+		q.Set("after", fmt.Sprint(*after))
+	}
+	if *typ != "" {
+		q.Set("type", *typ)
+	}
+	if *agent != "" {
+		q.Set("agent", *agent)
+	}
+	var page api.EventPage
+	if err := c.Get(ctx, "/events?"+q.Encode(), &page); err != nil {
+		return err
+	}
+	if *cf.json {
+		return printJSON(page)
+	}
+	for _, e := range page.Events {
+		fmt.Printf("%6d  %s  cycle %-5d %-20s %-12s %s\n", e.Seq, e.Time, e.Cycle, e.Type, e.AgentID, compact(e.Data))
+	}
+	return nil
+}
+
+func compact(raw json.RawMessage) string {
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil {
+		return string(raw)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		b, _ := json.Marshal(m[k])
+		parts = append(parts, k+"="+string(b))
+	}
+	return strings.Join(parts, " ")
+}
+
+func cmdLogs(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: bpagents logs EXECUTION_ID")
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	var logs api.ExecutionLogs
+	if err := c.Get(ctx, "/executions/"+url.PathEscape(fs.Arg(0))+"/logs", &logs); err != nil {
+		return err
+	}
+	if *cf.json {
+		return printJSON(logs)
+	}
+	fmt.Print(logs.Output)
+	if logs.DroppedBytes > 0 {
+		fmt.Fprintf(os.Stderr, "(%d bytes were cut from the middle)\n", logs.DroppedBytes)
+	}
+	return nil
+}

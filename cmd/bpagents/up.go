@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/bpagents/bpagents/internal/app"
+	"github.com/bpagents/bpagents/internal/config"
+)
+
+// loadConfig reads --config, the environment and the flags that were set.
+func loadConfig(fs *flag.FlagSet, args []string, extra func(*config.Config)) (config.Config, error) {
+	var (
+		cfgPath = fs.String("config", "", "YAML configuration file")
+		home    = fs.String("home", "", "directory holding data/ and workspaces/ (default: current directory)")
+		addr    = fs.String("addr", "", "HTTP listen address (default 127.0.0.1:8000)")
+		sandbox = fs.String("sandbox", "", "execution backend: process or auto (default auto)")
+		cycle   = fs.Duration("cycle", 0, "market clearing period (default 2s)")
+	)
+	if err := fs.Parse(args); err != nil {
+		return config.Config{}, err
+	}
+	cfg, err := config.Load(*cfgPath, os.Environ())
+	if err != nil {
+		return cfg, err
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "home":
+			cfg.Home = *home
+		case "addr":
+			cfg.Addr = *addr
+		case "sandbox":
+			cfg.Sandbox = *sandbox
+		case "cycle":
+			cfg.Cycle = *cycle
+		}
+	})
+	if extra != nil {
+		extra(&cfg)
+	}
+	if abs, err := filepath.Abs(cfg.Home); err == nil {
+		cfg.Home = abs
+	}
+	return cfg, nil
+}
+
+func cmdUp(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: bpagents up [--home DIR] [--addr HOST:PORT] [--sandbox process|auto] [--cycle 2s] [--config FILE]")
+		fmt.Fprintln(fs.Output(), "\nRuns the whole system in one process. Every setting can also come from the YAML file or BPAGENTS_* variables.")
+		fs.PrintDefaults()
+	}
+	cfg, err := loadConfig(fs, args, nil)
+	if err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
+	a, err := app.Open(ctx, cfg, log, app.Options{Version: version})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		a.Close()
+		return fmt.Errorf("listen: %w", err)
+	}
+	start := time.Now()
+	err = a.Serve(ctx, ln)
+	log.Info("stopped", "ran_for", time.Since(start).Round(time.Second).String())
+	return err
+}
+
+// newLogger builds the process logger: text on a terminal, JSON otherwise.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if info, err := f.Stat(); err == nil && info.Mode()&os.ModeCharDevice != 0 {
+				format = "text"
+			}
+		}
+	}
+	if format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}

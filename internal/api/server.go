@@ -1,0 +1,150 @@
+// Package api owns the HTTP surface: the route table, authentication of
+// agents (execution tokens) and the operator (operator token), strict request
+// decoding, problem+json errors, idempotency keys, and the OpenAPI document
+// generated from the same route table and Go types the handlers use.
+//
+// Handlers decode, validate, call the economy and encode; they never touch
+// the store's write path or the ledger directly, and never trust a body field
+// to say who the caller is.
+package api
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/bpagents/bpagents/internal/economy"
+)
+
+// Options configure a Server.
+type Options struct {
+	OperatorToken string
+	MaxBody       int64
+	MaxSpawnBody  int64
+	Version       string
+	// Status reports runtime figures (sandbox, running executions) for /status.
+	Status func() RuntimeStatus
+	// KillExecution stops a running execution (operator action).
+	KillExecution func(id string) error
+}
+
+// RuntimeStatus is what the runtime adds to /status.
+type RuntimeStatus struct {
+	Sandbox      string  `json:"sandbox"`
+	SandboxNotes string  `json:"sandbox_notes"`
+	Running      int     `json:"running"`
+	CycleSeconds float64 `json:"cycle_seconds"`
+}
+
+// Server serves the API.
+type Server struct {
+	eco           *economy.Economy
+	log           *slog.Logger
+	operatorToken string
+	maxBody       int64
+	maxSpawnBody  int64
+	opt           Options
+	routes        []Route
+	mux           *http.ServeMux
+	started       time.Time
+
+	openapiOnce sync.Once
+	openapi     []byte
+}
+
+// New builds the server and its route table.
+func New(eco *economy.Economy, log *slog.Logger, opt Options) *Server {
+	s := &Server{eco: eco, log: log, operatorToken: opt.OperatorToken, maxBody: opt.MaxBody,
+		maxSpawnBody: opt.MaxSpawnBody, opt: opt, started: time.Now()}
+	if s.maxBody == 0 {
+		s.maxBody = 1 << 20
+	}
+	if s.maxSpawnBody == 0 {
+		s.maxSpawnBody = 8 << 20
+	}
+	if s.opt.Status == nil {
+		s.opt.Status = func() RuntimeStatus { return RuntimeStatus{} }
+	}
+	s.routes = s.routeTable()
+	s.mux = http.NewServeMux()
+	for _, rt := range s.routes {
+		rt := rt
+		s.mux.HandleFunc(rt.Method+" "+rt.Path, func(w http.ResponseWriter, r *http.Request) { rt.serve(s, w, r) })
+	}
+	s.mux.Handle("GET /docs", s.DocsHandler())
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, problemOf(refuse(codeMethodMissing, "no route for %s %s; see /openapi.json", r.Method, r.URL.Path), s.log, r))
+	})
+	return s
+}
+
+// Routes returns the route table.
+func (s *Server) Routes() []Route { return s.routes }
+
+// ServeHTTP logs each request with an id and dispatches it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := r.Header.Get("X-Request-Id")
+	if id == "" || len(id) > 64 {
+		var b [8]byte
+		rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	w.Header().Set("X-Request-Id", id)
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("handler panic", "request_id", id, "path", r.URL.Path, "panic", fmt.Sprint(p))
+			writeProblem(rec, Problem{Type: "urn:bpagents:problem:internal", Title: "Internal Server Error",
+				Status: http.StatusInternalServerError, Detail: "internal error; the operator's log has the cause"})
+		}
+		level := slog.LevelDebug
+		if rec.status >= 500 {
+			level = slog.LevelError
+		}
+		s.log.Log(r.Context(), level, "request", "request_id", id, "method", r.Method, "path", r.URL.Path,
+			"status", rec.status, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+	}()
+	s.mux.ServeHTTP(rec, r)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+// Flush lets streaming handlers flush through the recorder.
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+// Health is the liveness answer.
+type Health struct {
+	Status  string `json:"status"`
+	Version string `json:"version"`
+	Uptime  string `json:"uptime"`
+}
+
+// StatusView summarises the system for operators and the CLI.
+type StatusView struct {
+	Cycle       int64                         `json:"cycle"`
+	Alive       int                           `json:"alive"`
+	Dead        int                           `json:"dead"`
+	PendingBids int                           `json:"pending_bids"`
+	Money       economy.MoneyTotals           `json:"money"`
+	Runtime     RuntimeStatus                 `json:"runtime"`
+	Markets     map[string]economy.MarketView `json:"markets"`
+}

@@ -1,0 +1,262 @@
+// Package app is the composition root: it turns a validated Config into the
+// running system (store, economy, sandbox, runtime, API) and shuts it down in
+// order. The sandbox backend is chosen here and nowhere else.
+//
+// It holds no domain logic; it only wires packages together, so that the
+// binary and the end-to-end tests build exactly the same object graph.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/bpagents/bpagents"
+	"github.com/bpagents/bpagents/internal/agents"
+	"github.com/bpagents/bpagents/internal/api"
+	"github.com/bpagents/bpagents/internal/config"
+	"github.com/bpagents/bpagents/internal/economy"
+	"github.com/bpagents/bpagents/internal/ids"
+	"github.com/bpagents/bpagents/internal/market"
+	"github.com/bpagents/bpagents/internal/money"
+	"github.com/bpagents/bpagents/internal/runtime"
+	"github.com/bpagents/bpagents/internal/sandbox"
+	"github.com/bpagents/bpagents/internal/sandbox/process"
+	"github.com/bpagents/bpagents/internal/store"
+	"github.com/bpagents/bpagents/internal/store/sqlite"
+)
+
+// App is the running system.
+type App struct {
+	Cfg           config.Config
+	Log           *slog.Logger
+	Store         store.Store
+	Economy       *economy.Economy
+	Sandbox       sandbox.ExecutionSandbox
+	Runtime       *runtime.Runtime
+	API           *api.Server
+	OperatorToken string
+	InstanceID    string
+	GenesisNew    bool
+
+	closers []closer
+}
+
+type closer struct {
+	name string
+	fn   func() error
+}
+
+// Options replace parts of the graph (tests).
+type Options struct {
+	// Sandbox, when set, is used instead of the configured backend.
+	Sandbox sandbox.ExecutionSandbox
+	Version string
+}
+
+// Open builds the system from cfg: directories, database (migrated),
+// operator token, economy (bootstrapped), sandbox, runtime (recovered from
+// any crash) and API. Nothing runs until Serve.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) (a *App, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a = &App{Cfg: cfg, Log: log}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.Chmod(cfg.DataDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	db, err := sqlite.Open(ctx, cfg.DatabasePath(), sqlite.Options{Synchronous: cfg.SQLiteSync})
+	if err != nil {
+		return nil, err
+	}
+	a.Store = db
+	a.closers = append(a.closers, closer{"store", db.Close})
+	if a.OperatorToken, err = EnsureOperatorToken(cfg.DataDir()); err != nil {
+		return nil, err
+	}
+	if a.InstanceID, err = instanceID(ctx, db); err != nil {
+		return nil, err
+	}
+	set, err := Settings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ws := agents.Workspaces{Root: cfg.WorkspacesDir()}
+	a.Economy = economy.New(db, set, ws, bpagents.GenesisProject(), log, economy.Options{})
+	if a.Sandbox, err = a.chooseSandbox(ctx, opt); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, closer{"sandbox", a.Sandbox.Close})
+	a.Runtime = runtime.New(a.Economy, a.Sandbox, runtime.Config{
+		Cycle: cfg.Cycle, ServiceURL: cfg.ServiceURL(), OutputLimit: cfg.Execution.OutputLimit,
+		MaxProcs: cfg.Execution.MaxProcs, StopGrace: cfg.Execution.StopGrace,
+	}, log)
+	if err := a.Runtime.Recover(ctx); err != nil {
+		return nil, err
+	}
+	if a.GenesisNew, err = a.Economy.Bootstrap(ctx); err != nil {
+		return nil, fmt.Errorf("bootstrap: %w", err)
+	}
+	if a.GenesisNew {
+		log.Info("created genesis", "workspace", ws.Dir(economy.GenesisID), "credits", cfg.Economy.GenesisCredits)
+	}
+	caps := a.Sandbox.Capabilities()
+	a.API = api.New(a.Economy, log, api.Options{
+		OperatorToken: a.OperatorToken, MaxBody: cfg.API.MaxBodyBytes, MaxSpawnBody: cfg.API.MaxSpawnBodyBytes,
+		Version: opt.Version,
+		Status: func() api.RuntimeStatus {
+			return api.RuntimeStatus{Sandbox: a.Sandbox.Name(), SandboxNotes: caps.Description,
+				Running: a.Runtime.Running(), CycleSeconds: cfg.Cycle.Seconds()}
+		},
+		KillExecution: func(id string) error { return a.Runtime.Kill(context.Background(), id) },
+	})
+	return a, nil
+}
+
+// chooseSandbox picks the backend: the one validated switch.
+func (a *App) chooseSandbox(ctx context.Context, opt Options) (sandbox.ExecutionSandbox, error) {
+	if opt.Sandbox != nil {
+		return opt.Sandbox, nil
+	}
+	name := a.Cfg.Sandbox
+	switch name {
+	case "auto":
+		// The docker backend is not built yet, so auto means process.
+		a.Log.Info("sandbox auto: using the process backend")
+		fallthrough
+	case "process":
+		sb, err := process.New(process.Config{
+			InstanceID: a.InstanceID,
+			StateDir:   filepath.Join(a.Cfg.DataDir(), "sandboxes"),
+			UIDBase:    a.Cfg.Process.UIDBase,
+			MaxProcs:   a.Cfg.Execution.MaxProcs,
+		}, a.Log)
+		if err != nil {
+			return nil, fmt.Errorf("process sandbox: %w", err)
+		}
+		a.Log.Info("sandbox ready", "backend", sb.Name(), "enforces", sb.Capabilities().Description)
+		return sb, nil
+	}
+	return nil, fmt.Errorf("unknown sandbox %q (known: %s)", name, strings.Join(config.Sandboxes, ", "))
+}
+
+// Serve runs the API on ln and the runtime until ctx ends, then shuts down in
+// order: running executions are drained first (stopped and recorded), then
+// the HTTP server, then everything else in reverse order of opening.
+func (a *App) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: a.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	httpErr := make(chan error, 1)
+	go func() { httpErr <- srv.Serve(ln) }()
+	runCtx, stopRuntime := context.WithCancel(ctx)
+	defer stopRuntime()
+	runDone := make(chan error, 1)
+	go func() { runDone <- a.Runtime.Run(runCtx) }()
+	a.Log.Info("serving", "addr", ln.Addr().String(), "service_url", a.Cfg.ServiceURL(), "home", a.Cfg.Home)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-httpErr:
+		a.Log.Error("http server stopped", "err", err)
+	}
+	a.Log.Info("shutting down")
+	stopRuntime()
+	if rerr := <-runDone; rerr != nil {
+		err = errors.Join(err, rerr)
+	}
+	shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if serr := srv.Shutdown(shCtx); serr != nil {
+		err = errors.Join(err, serr)
+	}
+	return errors.Join(err, a.Close())
+}
+
+// Close closes what Open opened, in reverse order.
+func (a *App) Close() error {
+	var errs []error
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i].fn(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", a.closers[i].name, err))
+		}
+	}
+	a.closers = nil
+	return errors.Join(errs...)
+}
+
+// Settings converts configuration into the economy's rules.
+func Settings(cfg config.Config) (economy.Settings, error) {
+	mech, err := market.ParseMechanism(cfg.Market.Mechanism)
+	if err != nil {
+		return economy.Settings{}, err
+	}
+	res := cfg.Market.Resources
+	capacity := market.Capacity{
+		CPUMillis: int64(math.Round(res["cpu"].Capacity * 1000)),
+		MemoryMB:  int64(res["memory_mb"].Capacity),
+		Tokens:    int64(res["tokens"].Capacity),
+		Attention: int64(res["attention"].Capacity),
+	}
+	prices := func(pick func(config.Resource) money.Micro) market.Prices {
+		return market.Prices{CPU: pick(res["cpu"]), Memory: pick(res["memory_mb"]), Tokens: pick(res["tokens"]),
+			Attention: pick(res["attention"])}
+	}
+	rules := market.PriceRules{TargetLow: cfg.Market.TargetLow, TargetHigh: cfg.Market.TargetHigh,
+		StepUp: cfg.Market.StepUp, StepDown: cfg.Market.StepDown,
+		Floor:   prices(func(r config.Resource) money.Micro { return r.Floor }),
+		Ceiling: prices(func(r config.Resource) money.Micro { return r.Ceiling })}
+	if err := rules.Validate(); err != nil {
+		return economy.Settings{}, fmt.Errorf("config: market: %w", err)
+	}
+	g := cfg.Genesis
+	return economy.Settings{
+		GenesisCredits: cfg.Economy.GenesisCredits,
+		GenesisBid:     g.Bid,
+		GenesisBundle: market.Bundle{CPUMillis: int64(math.Round(g.CPU * 1000)), MemoryMB: g.MemoryMB,
+			DurationSeconds: g.DurationSeconds},
+		SpawnFee:           cfg.Economy.SpawnFee,
+		MessageFee:         cfg.Economy.MessageFee,
+		MaxMessageBytes:    cfg.Economy.MaxMessageBytes,
+		SpawnLimits:        agents.Limits{MaxFiles: cfg.Economy.MaxSpawnFiles, MaxBytes: cfg.Economy.MaxSpawnBytes},
+		Capacity:           capacity,
+		InitialPrices:      prices(func(r config.Resource) money.Micro { return r.Price }),
+		PriceRules:         rules,
+		Mechanism:          mech,
+		BidTTLCycles:       cfg.Market.BidTTLCycles,
+		MaxPendingBids:     cfg.Market.MaxPendingBids,
+		MaxDurationSeconds: cfg.Market.MaxDurationSeconds,
+	}, nil
+}
+
+func instanceID(ctx context.Context, st store.Store) (string, error) {
+	var id string
+	err := st.Write(ctx, func(tx store.Tx) error {
+		v, err := tx.GetMeta(ctx, "instance_id")
+		if err == nil {
+			id = v
+			return nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		id = strings.TrimPrefix(ids.New("i"), "i_")[:12]
+		return tx.SetMeta(ctx, "instance_id", id)
+	})
+	return id, err
+}

@@ -1,0 +1,377 @@
+// Package config owns the system's configuration: one struct with the SPEC's
+// defaults, loaded from a YAML file, then BPAGENTS_* environment variables,
+// then flags, and validated once at start-up with errors that name the field.
+//
+// It never reads configuration lazily or keeps globals: the composition root
+// loads a Config and passes the parts each package needs.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/bpagents/bpagents/internal/money"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	// Home holds data/ (database, operator token) and workspaces/.
+	Home string `yaml:"home"`
+	// Addr is the HTTP listen address.
+	Addr string `yaml:"addr"`
+	// PublicURL is the API address given to agents as SYSTEM_SERVICE_URL.
+	// Empty means http://<addr>.
+	PublicURL string `yaml:"public_url"`
+	// Sandbox chooses the execution backend: auto, process (docker later).
+	Sandbox string `yaml:"sandbox"`
+	// Cycle is the market clearing period.
+	Cycle time.Duration `yaml:"cycle"`
+	// Database is the store: empty for SQLite at <home>/data/bpagents.db,
+	// or "sqlite:<path>".
+	Database string `yaml:"database"`
+	// SQLiteSync is SQLite's synchronous mode: FULL or NORMAL.
+	SQLiteSync string `yaml:"sqlite_sync"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// LogFormat is auto (text on a terminal, JSON otherwise), text or json.
+	LogFormat string `yaml:"log_format"`
+
+	Economy   Economy   `yaml:"economy"`
+	Market    Market    `yaml:"market"`
+	Genesis   Genesis   `yaml:"genesis"`
+	Execution Execution `yaml:"execution"`
+	Process   Process   `yaml:"process"`
+	API       API       `yaml:"api"`
+}
+
+// Economy holds fees and endowments.
+type Economy struct {
+	GenesisCredits  money.Micro `yaml:"genesis_credits"`
+	SpawnFee        money.Micro `yaml:"spawn_fee"`
+	MessageFee      money.Micro `yaml:"message_fee"`
+	MaxMessageBytes int         `yaml:"max_message_bytes"`
+	// RewardWeight is credits minted per score point for each of the three scores.
+	RewardWeight money.Micro `yaml:"reward_weight"`
+	// MaxSpawnBytes bounds the total size of files given to a child.
+	MaxSpawnBytes int64 `yaml:"max_spawn_bytes"`
+	// MaxSpawnFiles bounds the number of files given to or copied into a child.
+	MaxSpawnFiles int `yaml:"max_spawn_files"`
+}
+
+// Resource configures one market.
+type Resource struct {
+	// Capacity in the resource's unit (cores for cpu; MB; tokens; attention slots).
+	Capacity float64 `yaml:"capacity"`
+	// Price is the starting posted price per unit (per core-second for cpu,
+	// per MB-second for memory_mb, per token, per attention slot).
+	Price   money.Micro `yaml:"price"`
+	Floor   money.Micro `yaml:"floor"`
+	Ceiling money.Micro `yaml:"ceiling"`
+}
+
+// Market configures clearing and prices.
+type Market struct {
+	Mechanism          string              `yaml:"mechanism"`
+	Resources          map[string]Resource `yaml:"resources"`
+	TargetLow          float64             `yaml:"target_low"`
+	TargetHigh         float64             `yaml:"target_high"`
+	StepUp             float64             `yaml:"step_up"`
+	StepDown           float64             `yaml:"step_down"`
+	BidTTLCycles       int64               `yaml:"bid_ttl_cycles"`
+	MaxPendingBids     int64               `yaml:"max_pending_bids"`
+	MaxDurationSeconds int64               `yaml:"max_duration_seconds"`
+}
+
+// Genesis configures the first agent.
+type Genesis struct {
+	// Bid is genesis's first bid; its bundle is Bundle.
+	Bid             money.Micro `yaml:"bid"`
+	CPU             float64     `yaml:"cpu"`
+	MemoryMB        int64       `yaml:"memory_mb"`
+	DurationSeconds int64       `yaml:"duration_seconds"`
+}
+
+// Execution configures how executions run.
+type Execution struct {
+	// OutputLimit caps captured output per execution (head and tail kept).
+	OutputLimit int `yaml:"output_limit"`
+	// StopGrace is how long a stopped agent gets between SIGTERM and SIGKILL.
+	StopGrace time.Duration `yaml:"stop_grace"`
+	// MaxProcs is the process-count limit of every execution.
+	MaxProcs int64 `yaml:"max_procs"`
+}
+
+// Process configures the process sandbox.
+type Process struct {
+	// UIDBase: when running as root, agent n runs as uid/gid UIDBase+n. 0 disables.
+	UIDBase int `yaml:"uid_base"`
+}
+
+// API configures the HTTP server.
+type API struct {
+	MaxBodyBytes      int64 `yaml:"max_body_bytes"`
+	MaxSpawnBodyBytes int64 `yaml:"max_spawn_body_bytes"`
+}
+
+// Resource names, in display order.
+var ResourceNames = []string{"cpu", "memory_mb", "tokens", "attention"}
+
+// Mechanisms are the known clearing mechanisms.
+var Mechanisms = []string{"first-price", "critical"}
+
+// Sandboxes are the known sandbox backends.
+var Sandboxes = []string{"auto", "process"}
+
+// Default returns the SPEC's defaults with home set to the current directory.
+func Default() Config {
+	return Config{
+		Home:       ".",
+		Addr:       "127.0.0.1:8000",
+		Sandbox:    "auto",
+		Cycle:      2 * time.Second,
+		SQLiteSync: "FULL",
+		LogLevel:   "info",
+		LogFormat:  "auto",
+		Economy: Economy{
+			GenesisCredits:  money.Credits(1000),
+			SpawnFee:        money.Credits(100),
+			MessageFee:      money.Credits(1),
+			MaxMessageBytes: 4096,
+			RewardWeight:    money.Credits(50),
+			MaxSpawnBytes:   4 << 20,
+			MaxSpawnFiles:   1000,
+		},
+		Market: Market{
+			Mechanism: "first-price",
+			Resources: map[string]Resource{
+				"cpu":       {Capacity: float64(runtime.NumCPU()), Price: money.MustParse("0.1"), Floor: money.MustParse("0.001"), Ceiling: money.Credits(100)},
+				"memory_mb": {Capacity: 4096, Price: money.MustParse("0.0001"), Floor: money.MustParse("0.000001"), Ceiling: money.Credits(1)},
+				"tokens":    {Capacity: 100000, Price: money.MustParse("0.001"), Floor: money.MustParse("0.000001"), Ceiling: money.Credits(1)},
+				"attention": {Capacity: 1, Price: money.Credits(5), Floor: money.MustParse("0.1"), Ceiling: money.Credits(10000)},
+			},
+			TargetLow:          0.3,
+			TargetHigh:         0.8,
+			StepUp:             0.10,
+			StepDown:           0.05,
+			BidTTLCycles:       30,
+			MaxPendingBids:     8,
+			MaxDurationSeconds: 300,
+		},
+		Genesis: Genesis{
+			Bid:             money.Credits(5),
+			CPU:             0.5,
+			MemoryMB:        256,
+			DurationSeconds: 10,
+		},
+		Execution: Execution{
+			OutputLimit: 64 << 10,
+			StopGrace:   2 * time.Second,
+			MaxProcs:    128,
+		},
+		Process: Process{UIDBase: 200000},
+		API: API{
+			MaxBodyBytes:      1 << 20,
+			MaxSpawnBodyBytes: 8 << 20,
+		},
+	}
+}
+
+// FieldError names the configuration field that is wrong.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return "config: " + e.Field + ": " + e.Msg }
+
+// Validate checks every field and returns all problems found, each a *FieldError.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	}
+	if c.Home == "" {
+		bad("home", "must not be empty")
+	}
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		bad("addr", "must be HOST:PORT: %v", err)
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("public_url", "must be an http(s) URL, got %q", c.PublicURL)
+		}
+	}
+	if !slices.Contains(Sandboxes, c.Sandbox) {
+		bad("sandbox", "unknown backend %q (known: %s)", c.Sandbox, strings.Join(Sandboxes, ", "))
+	}
+	if c.Cycle < 10*time.Millisecond || c.Cycle > time.Hour {
+		bad("cycle", "must be between 10ms and 1h, got %s", c.Cycle)
+	}
+	if c.Database != "" && !strings.HasPrefix(c.Database, "sqlite:") {
+		bad("database", "must be empty or sqlite:<path>, got %q", c.Database)
+	}
+	if s := strings.ToUpper(c.SQLiteSync); s != "FULL" && s != "NORMAL" {
+		bad("sqlite_sync", "must be FULL or NORMAL, got %q", c.SQLiteSync)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
+		bad("log_level", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if !slices.Contains([]string{"auto", "text", "json"}, c.LogFormat) {
+		bad("log_format", "must be auto, text or json, got %q", c.LogFormat)
+	}
+	c.validateEconomy(bad)
+	c.validateMarket(bad)
+	c.validateRest(bad)
+	return errors.Join(errs...)
+}
+
+type badFunc func(field, format string, args ...any)
+
+func (c *Config) validateEconomy(bad badFunc) {
+	e := c.Economy
+	if e.GenesisCredits <= 0 {
+		bad("economy.genesis_credits", "must be positive, got %s", e.GenesisCredits)
+	}
+	if e.SpawnFee < 0 {
+		bad("economy.spawn_fee", "must not be negative, got %s", e.SpawnFee)
+	}
+	if e.MessageFee < 0 {
+		bad("economy.message_fee", "must not be negative, got %s", e.MessageFee)
+	}
+	if e.RewardWeight < 0 {
+		bad("economy.reward_weight", "must not be negative, got %s", e.RewardWeight)
+	}
+	if e.MaxMessageBytes < 1 || e.MaxMessageBytes > 1<<20 {
+		bad("economy.max_message_bytes", "must be between 1 and 1048576, got %d", e.MaxMessageBytes)
+	}
+	if e.MaxSpawnBytes < 1 {
+		bad("economy.max_spawn_bytes", "must be positive, got %d", e.MaxSpawnBytes)
+	}
+	if e.MaxSpawnFiles < 1 {
+		bad("economy.max_spawn_files", "must be positive, got %d", e.MaxSpawnFiles)
+	}
+}
+
+func (c *Config) validateMarket(bad badFunc) {
+	m := c.Market
+	if !slices.Contains(Mechanisms, m.Mechanism) {
+		bad("market.mechanism", "unknown mechanism %q (known: %s)", m.Mechanism, strings.Join(Mechanisms, ", "))
+	}
+	for name := range m.Resources {
+		if !slices.Contains(ResourceNames, name) {
+			bad("market.resources."+name, "unknown resource (known: %s)", strings.Join(ResourceNames, ", "))
+		}
+	}
+	for _, name := range ResourceNames {
+		r, ok := m.Resources[name]
+		field := "market.resources." + name
+		if !ok {
+			bad(field, "missing")
+			continue
+		}
+		if r.Capacity < 0 || math.IsNaN(r.Capacity) || math.IsInf(r.Capacity, 0) || r.Capacity > 1e9 {
+			bad(field+".capacity", "must be between 0 and 1e9, got %v", r.Capacity)
+		}
+		if name == "cpu" && r.Capacity <= 0 {
+			bad(field+".capacity", "must be positive")
+		}
+		if name == "memory_mb" && r.Capacity < 1 {
+			bad(field+".capacity", "must be at least 1")
+		}
+		if name != "cpu" && r.Capacity != math.Trunc(r.Capacity) {
+			bad(field+".capacity", "must be a whole number, got %v", r.Capacity)
+		}
+		if r.Floor < 0 || r.Ceiling < r.Floor {
+			bad(field, "need 0 <= floor <= ceiling, got floor %s ceiling %s", r.Floor, r.Ceiling)
+		}
+		if r.Price < r.Floor || r.Price > r.Ceiling {
+			bad(field+".price", "must be between floor %s and ceiling %s, got %s", r.Floor, r.Ceiling, r.Price)
+		}
+	}
+	if !(m.TargetLow >= 0 && m.TargetLow < m.TargetHigh && m.TargetHigh <= 1) {
+		bad("market.target_low", "need 0 <= target_low < target_high <= 1, got %v and %v", m.TargetLow, m.TargetHigh)
+	}
+	if !(m.StepUp >= 0 && m.StepUp <= 10) {
+		bad("market.step_up", "must be between 0 and 10, got %v", m.StepUp)
+	}
+	if !(m.StepDown >= 0 && m.StepDown < 1) {
+		bad("market.step_down", "must be between 0 and 1 (exclusive), got %v", m.StepDown)
+	}
+	if m.BidTTLCycles < 1 {
+		bad("market.bid_ttl_cycles", "must be at least 1, got %d", m.BidTTLCycles)
+	}
+	if m.MaxPendingBids < 1 {
+		bad("market.max_pending_bids", "must be at least 1, got %d", m.MaxPendingBids)
+	}
+	if m.MaxDurationSeconds < 1 || m.MaxDurationSeconds > 86400 {
+		bad("market.max_duration_seconds", "must be between 1 and 86400, got %d", m.MaxDurationSeconds)
+	}
+}
+
+func (c *Config) validateRest(bad badFunc) {
+	g := c.Genesis
+	if g.Bid <= 0 {
+		bad("genesis.bid", "must be positive, got %s", g.Bid)
+	}
+	if g.CPU <= 0 || g.CPU != math.Round(g.CPU*1000)/1000 {
+		bad("genesis.cpu", "must be positive with at most 3 decimals, got %v", g.CPU)
+	}
+	if g.MemoryMB < 1 {
+		bad("genesis.memory_mb", "must be at least 1, got %d", g.MemoryMB)
+	}
+	if g.DurationSeconds < 1 || g.DurationSeconds > c.Market.MaxDurationSeconds {
+		bad("genesis.duration_seconds", "must be between 1 and market.max_duration_seconds, got %d", g.DurationSeconds)
+	}
+	if c.Execution.OutputLimit < 1024 {
+		bad("execution.output_limit", "must be at least 1024, got %d", c.Execution.OutputLimit)
+	}
+	if c.Execution.StopGrace < 0 {
+		bad("execution.stop_grace", "must not be negative")
+	}
+	if c.Execution.MaxProcs < 4 {
+		bad("execution.max_procs", "must be at least 4, got %d", c.Execution.MaxProcs)
+	}
+	if c.Process.UIDBase < 0 || c.Process.UIDBase > 1<<30 {
+		bad("process.uid_base", "must be between 0 and 2^30, got %d", c.Process.UIDBase)
+	}
+	if c.API.MaxBodyBytes < 1024 {
+		bad("api.max_body_bytes", "must be at least 1024, got %d", c.API.MaxBodyBytes)
+	}
+	if c.API.MaxSpawnBodyBytes < c.API.MaxBodyBytes {
+		bad("api.max_spawn_body_bytes", "must be at least api.max_body_bytes")
+	}
+}
+
+// DataDir is where the database and operator token live.
+func (c *Config) DataDir() string { return filepath.Join(c.Home, "data") }
+
+// WorkspacesDir holds one directory per agent.
+func (c *Config) WorkspacesDir() string { return filepath.Join(c.Home, "workspaces") }
+
+// DatabasePath is the SQLite file.
+func (c *Config) DatabasePath() string {
+	if p, ok := strings.CutPrefix(c.Database, "sqlite:"); ok && p != "" {
+		return p
+	}
+	return filepath.Join(c.DataDir(), "bpagents.db")
+}
+
+// ServiceURL is the URL agents use to reach the API.
+func (c *Config) ServiceURL() string {
+	if c.PublicURL != "" {
+		return strings.TrimRight(c.PublicURL, "/")
+	}
+	host, port, _ := net.SplitHostPort(c.Addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}

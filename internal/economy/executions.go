@@ -1,0 +1,322 @@
+package economy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bpagents/bpagents/internal/ids"
+	"github.com/bpagents/bpagents/internal/ledger"
+	"github.com/bpagents/bpagents/internal/market"
+	"github.com/bpagents/bpagents/internal/money"
+	"github.com/bpagents/bpagents/internal/sandbox"
+	"github.com/bpagents/bpagents/internal/store"
+)
+
+// EnvSchemaVersion is the version of env.json's layout.
+const EnvSchemaVersion = 1
+
+// maxEnvInbox bounds how many unread messages env.json delivers.
+const maxEnvInbox = 100
+
+// Env is the env.json handshake (schema version 1): the agent's whole view of
+// its situation at the start of an execution.
+type Env struct {
+	SchemaVersion    int                   `json:"schema_version"`
+	AgentID          string                `json:"agent_id"`
+	ExecutionID      string                `json:"execution_id"`
+	Token            string                `json:"token"`
+	ServiceURL       string                `json:"service_url"`
+	Credits          money.Micro           `json:"credits"`
+	Held             money.Micro           `json:"held"`
+	SystemTime       string                `json:"system_time"`
+	Deadline         string                `json:"deadline"`
+	Cycle            int64                 `json:"cycle"`
+	Lineage          []string              `json:"lineage"`
+	ExecutionCount   int64                 `json:"execution_count"`
+	Markets          map[string]MarketView `json:"markets"`
+	Inbox            []EnvMessage          `json:"inbox"`
+	PendingBids      []BidView             `json:"pending_bids"`
+	ExecutionContext ExecutionContext      `json:"execution_context"`
+}
+
+// EnvMessage is a message delivered in env.json.
+type EnvMessage struct {
+	ID        string `json:"id"`
+	From      string `json:"from"`
+	Content   string `json:"content"`
+	Timestamp string `json:"timestamp"`
+}
+
+// ExecutionContext is the won bundle, as the agent sees it.
+type ExecutionContext struct {
+	CPU             float64 `json:"cpu"`
+	CPUSeconds      float64 `json:"cpu_seconds"`
+	MemoryMB        int64   `json:"memory_mb"`
+	DurationSeconds int64   `json:"duration_seconds"`
+	Tokens          int64   `json:"tokens"`
+	Attention       int64   `json:"attention"`
+}
+
+// Started is an execution that has been opened: its record, the secret
+// token (only its hash is stored) and the handshake to write.
+type Started struct {
+	Execution store.Execution
+	Agent     store.Agent
+	Token     string
+	Env       Env
+}
+
+// StartExecution moves a queued execution to running: it mints the
+// execution's token, sets the deadline, counts the execution and builds
+// env.json, all in one transaction. Unread messages delivered in env.json are
+// marked read.
+func (e *Economy) StartExecution(ctx context.Context, id, sandboxName, serviceURL string) (Started, error) {
+	var out Started
+	err := e.write(ctx, func(tx store.Tx) error {
+		s, err := e.stamp(ctx, tx)
+		if err != nil {
+			return err
+		}
+		ex, err := tx.GetExecution(ctx, id)
+		if err != nil {
+			return err
+		}
+		if ex.Status != store.ExecQueued {
+			return fail(CodeConflict, "execution %s is %s, not queued", id, ex.Status)
+		}
+		token := ids.Token()
+		ex.Status, ex.TokenHash, ex.Sandbox = store.ExecRunning, ids.HashToken(token), sandboxName
+		ex.Started = s.now
+		ex.Deadline = s.now.Add(time.Duration(ex.Bundle.DurationSeconds) * time.Second)
+		if err := tx.UpdateExecution(ctx, ex); err != nil {
+			return err
+		}
+		if err := tx.IncrementExecutionCount(ctx, ex.AgentID); err != nil {
+			return err
+		}
+		agent, err := tx.GetAgent(ctx, ex.AgentID)
+		if err != nil {
+			return err
+		}
+		if err := emit(ctx, tx, s, "execution.started", ex.AgentID, ex.ID, map[string]any{"execution_id": ex.ID,
+			"sandbox": sandboxName, "deadline": rfc3339(ex.Deadline), "execution_count": agent.ExecutionCount}); err != nil {
+			return err
+		}
+		env, err := e.buildEnv(ctx, tx, s, ex, agent, token, serviceURL)
+		if err != nil {
+			return err
+		}
+		out = Started{Execution: ex, Agent: agent, Token: token, Env: env}
+		return nil
+	})
+	return out, err
+}
+
+func (e *Economy) buildEnv(ctx context.Context, tx store.Tx, s stamp, ex store.Execution, a store.Agent, token, url string) (Env, error) {
+	bal, err := ledger.AgentBalances(ctx, tx, a.ID)
+	if err != nil {
+		return Env{}, err
+	}
+	mk, err := e.marketViews(ctx, tx)
+	if err != nil {
+		return Env{}, err
+	}
+	msgs, err := tx.Inbox(ctx, a.ID, maxEnvInbox)
+	if err != nil {
+		return Env{}, err
+	}
+	inbox := []EnvMessage{}
+	var unread []string
+	for _, m := range msgs {
+		if !m.Read.IsZero() {
+			continue
+		}
+		inbox = append(inbox, EnvMessage{ID: m.ID, From: m.From, Content: m.Content, Timestamp: rfc3339(m.Created)})
+		unread = append(unread, m.ID)
+	}
+	if err := e.markRead(ctx, tx, a.ID, unread); err != nil {
+		return Env{}, err
+	}
+	bids, err := tx.ListBids(ctx, store.BidFilter{Party: a.ID, Status: store.BidPending})
+	if err != nil {
+		return Env{}, err
+	}
+	pending := make([]BidView, 0, len(bids))
+	for _, b := range bids {
+		pending = append(pending, bidView(b))
+	}
+	lineage := a.Lineage
+	if lineage == nil {
+		lineage = []string{}
+	}
+	cores := float64(ex.Bundle.CPUMillis) / 1000
+	return Env{
+		SchemaVersion: EnvSchemaVersion, AgentID: a.ID, ExecutionID: ex.ID, Token: token, ServiceURL: url,
+		Credits: bal.Available, Held: bal.Held, SystemTime: rfc3339(s.now), Deadline: rfc3339(ex.Deadline),
+		Cycle: s.cycle, Lineage: lineage, ExecutionCount: a.ExecutionCount, Markets: mk, Inbox: inbox,
+		PendingBids: pending,
+		ExecutionContext: ExecutionContext{CPU: cores, CPUSeconds: cores * float64(ex.Bundle.DurationSeconds),
+			MemoryMB: ex.Bundle.MemoryMB, DurationSeconds: ex.Bundle.DurationSeconds, Tokens: ex.Bundle.Tokens,
+			Attention: ex.Bundle.Attention},
+	}, nil
+}
+
+// FinishExecution records how an execution ended, stores its output, makes
+// its token invalid, and applies the death rule: an agent whose execution
+// ended without leaving a pending bid dies.
+func (e *Economy) FinishExecution(ctx context.Context, id string, r sandbox.Result) (store.Execution, error) {
+	var out store.Execution
+	err := e.write(ctx, func(tx store.Tx) error {
+		s, err := e.stamp(ctx, tx)
+		if err != nil {
+			return err
+		}
+		ex, err := tx.GetExecution(ctx, id)
+		if err != nil {
+			return err
+		}
+		if ex.Status == store.ExecFinished {
+			return fail(CodeConflict, "execution %s already finished", id)
+		}
+		out, err = e.finishTx(ctx, tx, s, ex, r)
+		return err
+	})
+	return out, err
+}
+
+func (e *Economy) finishTx(ctx context.Context, tx store.Tx, s stamp, ex store.Execution, r sandbox.Result) (store.Execution, error) {
+	ex.Status = store.ExecFinished
+	if ex.Started.IsZero() {
+		ex.Started = s.now
+	}
+	ex.Ended = r.EndedAt
+	if ex.Ended.IsZero() {
+		ex.Ended = s.now
+	}
+	ex.ExitCode, ex.Reason, ex.Detail = r.ExitCode, string(r.Reason), r.Detail
+	ex.CPUSeconds, ex.PeakMemory = r.CPUSeconds, r.PeakMemory
+	ex.OutputSize, ex.Dropped = int64(len(r.Output)), r.OutputDropped
+	if err := tx.UpdateExecution(ctx, ex); err != nil {
+		return ex, err
+	}
+	if err := tx.SaveOutput(ctx, ex.ID, r.Output); err != nil {
+		return ex, err
+	}
+	if err := emit(ctx, tx, s, "execution.finished", ex.AgentID, ex.ID, map[string]any{"execution_id": ex.ID,
+		"reason": ex.Reason, "exit_code": ex.ExitCode, "detail": ex.Detail, "cpu_seconds": ex.CPUSeconds,
+		"peak_memory": ex.PeakMemory, "wall_seconds": ex.Ended.Sub(ex.Started).Seconds(),
+		"output_bytes": ex.OutputSize}); err != nil {
+		return ex, err
+	}
+	a, err := tx.GetAgent(ctx, ex.AgentID)
+	if err != nil || a.Status != store.AgentAlive {
+		return ex, err
+	}
+	has, err := tx.HasPendingBidFor(ctx, ex.AgentID)
+	if err != nil || has {
+		return ex, err
+	}
+	return ex, e.die(ctx, tx, s, ex.AgentID, DeathNoBid)
+}
+
+// RecoverExecutions closes executions left running by a previous process
+// (a crash or kill -9) as killed, freeing their resources. Queued executions
+// never started, so they are kept and will run. It returns the closed ids.
+func (e *Economy) RecoverExecutions(ctx context.Context, detail string) ([]string, error) {
+	var closed []string
+	err := e.write(ctx, func(tx store.Tx) error {
+		s, err := e.stamp(ctx, tx)
+		if err != nil {
+			return err
+		}
+		running, err := tx.ListExecutions(ctx, store.ExecutionFilter{Statuses: []string{store.ExecRunning}})
+		if err != nil {
+			return err
+		}
+		for _, ex := range running {
+			r := sandbox.Result{ExitCode: -1, Reason: sandbox.ReasonKilled, Detail: detail, EndedAt: s.now}
+			if _, err := e.finishTx(ctx, tx, s, ex, r); err != nil {
+				return err
+			}
+			closed = append(closed, ex.ID)
+		}
+		return nil
+	})
+	return closed, err
+}
+
+// QueuedExecutions lists executions waiting to start, oldest first.
+func (e *Economy) QueuedExecutions(ctx context.Context) ([]store.Execution, error) {
+	var out []store.Execution
+	err := e.st.Read(ctx, func(tx store.Tx) error {
+		list, err := tx.ListExecutions(ctx, store.ExecutionFilter{Statuses: []string{store.ExecQueued}})
+		for i := len(list) - 1; i >= 0; i-- {
+			out = append(out, list[i])
+		}
+		return err
+	})
+	return out, err
+}
+
+// Principal is who is calling the API.
+type Principal struct {
+	AgentID     string
+	ExecutionID string
+	Operator    bool
+}
+
+// Authenticate resolves an execution token to its agent. The token is valid
+// only while its execution runs and before its deadline, and only while the
+// agent lives.
+func (e *Economy) Authenticate(ctx context.Context, token string) (Principal, error) {
+	var p Principal
+	err := e.st.Read(ctx, func(tx store.Tx) error {
+		ex, err := tx.ExecutionByToken(ctx, ids.HashToken(token))
+		if errors.Is(err, store.ErrNotFound) {
+			return fail(CodeUnauthorized, "unknown token")
+		}
+		if err != nil {
+			return err
+		}
+		if ex.Status != store.ExecRunning {
+			return fail(CodeUnauthorized, "token expired: execution %s ended at %s", ex.ID, rfc3339(ex.Ended))
+		}
+		if now := e.now(); now.After(ex.Deadline) {
+			return fail(CodeUnauthorized, "token expired: execution %s passed its deadline %s", ex.ID, rfc3339(ex.Deadline))
+		}
+		a, err := tx.GetAgent(ctx, ex.AgentID)
+		if err != nil {
+			return err
+		}
+		if a.Status != store.AgentAlive {
+			return fail(CodeUnauthorized, "token revoked: agent %s is dead (%s)", a.ID, a.DeathReason)
+		}
+		p = Principal{AgentID: ex.AgentID, ExecutionID: ex.ID}
+		return nil
+	})
+	return p, err
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
+}
+
+// unitOf names the unit a resource's price is quoted in.
+func unitOf(r market.Resource) string {
+	switch r {
+	case market.CPU:
+		return "credits per core-second"
+	case market.Memory:
+		return "credits per MB-second"
+	case market.Tokens:
+		return "credits per token"
+	case market.Attention:
+		return "credits per slot"
+	}
+	return fmt.Sprintf("credits per %s", r)
+}

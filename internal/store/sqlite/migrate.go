@@ -1,0 +1,197 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// migrations are applied in order, each exactly once, each in its own
+// transaction. Never edit a released migration: append a new one.
+var migrations = []string{
+	// 1: the initial schema.
+	`
+CREATE TABLE meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+CREATE TABLE accounts (
+	id         TEXT PRIMARY KEY,
+	kind       TEXT NOT NULL,
+	agent_id   TEXT NOT NULL DEFAULT '',
+	balance    INTEGER NOT NULL DEFAULT 0,
+	created_at INTEGER NOT NULL
+);
+CREATE TABLE transfers (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	kind         TEXT NOT NULL,
+	from_account TEXT NOT NULL REFERENCES accounts(id),
+	to_account   TEXT NOT NULL REFERENCES accounts(id),
+	amount       INTEGER NOT NULL CHECK (amount > 0),
+	ref          TEXT NOT NULL DEFAULT '',
+	memo         TEXT NOT NULL DEFAULT '',
+	cycle        INTEGER NOT NULL,
+	created_at   INTEGER NOT NULL
+);
+CREATE INDEX transfers_from ON transfers(from_account, id);
+CREATE INDEX transfers_to ON transfers(to_account, id);
+CREATE TABLE events (
+	seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+	time     INTEGER NOT NULL,
+	cycle    INTEGER NOT NULL,
+	type     TEXT NOT NULL,
+	agent_id TEXT NOT NULL DEFAULT '',
+	ref      TEXT NOT NULL DEFAULT '',
+	data     TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_agent ON events(agent_id, seq);
+CREATE INDEX events_type ON events(type, seq);
+CREATE TABLE agents (
+	num             INTEGER PRIMARY KEY AUTOINCREMENT,
+	id              TEXT NOT NULL UNIQUE,
+	status          TEXT NOT NULL,
+	parent_id       TEXT NOT NULL DEFAULT '',
+	lineage         TEXT NOT NULL DEFAULT '[]',
+	workspace       TEXT NOT NULL,
+	created_at      INTEGER NOT NULL,
+	created_cycle   INTEGER NOT NULL,
+	execution_count INTEGER NOT NULL DEFAULT 0,
+	died_at         INTEGER NOT NULL DEFAULT 0,
+	death_reason    TEXT NOT NULL DEFAULT '',
+	death_cycle     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX agents_status ON agents(status);
+CREATE TABLE bids (
+	seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+	id               TEXT NOT NULL UNIQUE,
+	agent_id         TEXT NOT NULL,
+	payer_id         TEXT NOT NULL,
+	amount           INTEGER NOT NULL CHECK (amount > 0),
+	cpu_millis       INTEGER NOT NULL,
+	memory_mb        INTEGER NOT NULL,
+	duration_seconds INTEGER NOT NULL,
+	tokens           INTEGER NOT NULL,
+	attention        INTEGER NOT NULL,
+	status           TEXT NOT NULL,
+	created_at       INTEGER NOT NULL,
+	created_cycle    INTEGER NOT NULL,
+	expires_cycle    INTEGER NOT NULL,
+	closed_at        INTEGER NOT NULL DEFAULT 0,
+	closed_cycle     INTEGER NOT NULL DEFAULT 0,
+	paid             INTEGER NOT NULL DEFAULT 0,
+	execution_id     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX bids_pending ON bids(status, seq);
+CREATE INDEX bids_payer ON bids(payer_id, seq);
+CREATE INDEX bids_agent ON bids(agent_id, seq);
+CREATE TABLE executions (
+	seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+	id               TEXT NOT NULL UNIQUE,
+	agent_id         TEXT NOT NULL,
+	bid_id           TEXT NOT NULL,
+	status           TEXT NOT NULL,
+	cycle            INTEGER NOT NULL,
+	cpu_millis       INTEGER NOT NULL,
+	memory_mb        INTEGER NOT NULL,
+	duration_seconds INTEGER NOT NULL,
+	tokens           INTEGER NOT NULL,
+	attention        INTEGER NOT NULL,
+	paid             INTEGER NOT NULL,
+	token_hash       TEXT,
+	sandbox          TEXT NOT NULL DEFAULT '',
+	created_at       INTEGER NOT NULL,
+	started_at       INTEGER NOT NULL DEFAULT 0,
+	deadline         INTEGER NOT NULL DEFAULT 0,
+	ended_at         INTEGER NOT NULL DEFAULT 0,
+	exit_code        INTEGER NOT NULL DEFAULT 0,
+	reason           TEXT NOT NULL DEFAULT '',
+	detail           TEXT NOT NULL DEFAULT '',
+	cpu_seconds      REAL NOT NULL DEFAULT 0,
+	peak_memory      INTEGER NOT NULL DEFAULT 0,
+	output_size      INTEGER NOT NULL DEFAULT 0,
+	output_dropped   INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX executions_token ON executions(token_hash);
+CREATE INDEX executions_status ON executions(status, seq);
+CREATE INDEX executions_agent ON executions(agent_id, seq);
+CREATE TABLE execution_output (
+	execution_id TEXT PRIMARY KEY,
+	output       BLOB NOT NULL
+);
+CREATE TABLE messages (
+	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+	id         TEXT NOT NULL UNIQUE,
+	from_id    TEXT NOT NULL,
+	to_id      TEXT NOT NULL,
+	content    TEXT NOT NULL,
+	created_at INTEGER NOT NULL,
+	cycle      INTEGER NOT NULL,
+	read_at    INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX messages_to ON messages(to_id, read_at, seq);
+CREATE TABLE resources (
+	resource    TEXT PRIMARY KEY,
+	price       INTEGER NOT NULL,
+	capacity    INTEGER NOT NULL,
+	utilization REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE clearings (
+	cycle       INTEGER PRIMARY KEY,
+	time        INTEGER NOT NULL,
+	mechanism   TEXT NOT NULL,
+	pending     INTEGER NOT NULL,
+	winners     INTEGER NOT NULL,
+	expired     INTEGER NOT NULL,
+	revenue     INTEGER NOT NULL,
+	allocated   TEXT NOT NULL,
+	utilization TEXT NOT NULL,
+	prices      TEXT NOT NULL,
+	duration_us INTEGER NOT NULL
+);
+CREATE TABLE idempotency (
+	principal    TEXT NOT NULL,
+	key          TEXT NOT NULL,
+	request_hash TEXT NOT NULL,
+	status       INTEGER NOT NULL,
+	body         BLOB NOT NULL,
+	created_at   INTEGER NOT NULL,
+	PRIMARY KEY (principal, key)
+);
+`,
+}
+
+// SchemaVersion is the version a fully migrated database has.
+var SchemaVersion = len(migrations)
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("sqlite: migrations table: %w", err)
+	}
+	var current int
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("sqlite: read schema version: %w", err)
+	}
+	if current > len(migrations) {
+		return fmt.Errorf("sqlite: database schema version %d is newer than this binary's %d", current, len(migrations))
+	}
+	for v := current + 1; v <= len(migrations); v++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("sqlite: migration %d: %w", v, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("sqlite: migration %d: %w", v, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)`, v, time.Now().UnixMicro()); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("sqlite: migration %d: %w", v, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("sqlite: migration %d: %w", v, err)
+		}
+	}
+	return nil
+}
