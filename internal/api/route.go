@@ -186,8 +186,10 @@ func decodeStrict(raw []byte, v any) error {
 	if err := dec.Decode(&fields); err != nil {
 		return malformed(err)
 	}
-	if dec.More() {
-		return refuse(codeMalformed, "malformed JSON: unexpected data after the object")
+	// raw is trimmed, so anything after the first value is trailing data.
+	// (Decoder.More would let a stray ']' or '}' through.)
+	if dec.InputOffset() != int64(len(raw)) {
+		return refuse(codeMalformed, "malformed JSON: unexpected data after the object at byte %d", dec.InputOffset())
 	}
 	if fields == nil {
 		return refuse(codeMalformed, "malformed JSON: the body must be a JSON object, not null")

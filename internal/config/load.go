@@ -32,6 +32,9 @@ func Load(path string, environ []string) (Config, error) {
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return c, fmt.Errorf("config: %s: %w", path, err)
 		}
+		if err := keepResourceDefaults(data, &c, Default().Market.Resources); err != nil {
+			return c, fmt.Errorf("config: %s: %w", path, err)
+		}
 	}
 	if err := applyEnv(&c, environ); err != nil {
 		return c, err
@@ -122,5 +125,36 @@ func setFromString(field reflect.Value, s string) error {
 		return err
 	}
 	field.Set(ptr.Elem())
+	return nil
+}
+
+// keepResourceDefaults refills, for each resource the file names, the fields
+// the file leaves out. yaml.v3 decodes every map entry into a fresh zero
+// value, so without this a file that sets only market.resources.cpu.capacity
+// would silently zero cpu's price, floor and ceiling.
+func keepResourceDefaults(data []byte, c *Config, defaults map[string]Resource) error {
+	var raw struct {
+		Market struct {
+			Resources map[string]map[string]yaml.Node `yaml:"resources"`
+		} `yaml:"market"`
+	}
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return err
+	}
+	for name, given := range raw.Market.Resources {
+		def, known := defaults[name]
+		r, have := c.Market.Resources[name]
+		if !known || !have {
+			continue
+		}
+		rv, dv := reflect.ValueOf(&r).Elem(), reflect.ValueOf(def)
+		for i := 0; i < rv.NumField(); i++ {
+			tag := strings.Split(rv.Type().Field(i).Tag.Get("yaml"), ",")[0]
+			if _, set := given[tag]; !set {
+				rv.Field(i).Set(dv.Field(i))
+			}
+		}
+		c.Market.Resources[name] = r
+	}
 	return nil
 }

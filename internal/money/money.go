@@ -174,8 +174,14 @@ func MulRatio(m Micro, num, den int64) Micro {
 	// Split to keep intermediate products in range.
 	q := int64(m) / den
 	r := int64(m) % den
-	prod := q*num + (r*num+den-1)/den
-	return Micro(prod)
+	// ceil(r×num/den): Go's division truncates toward zero, which is the
+	// ceiling only for a negative quotient.
+	rn := r * num
+	up := rn / den
+	if rn > 0 && rn%den != 0 {
+		up++
+	}
+	return Micro(q*num + up)
 }
 
 // MarshalText writes the decimal form (used by YAML and text encodings).

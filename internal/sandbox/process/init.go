@@ -92,6 +92,11 @@ func runInit(status io.Writer) (int, error) {
 			return exitSetup, err
 		}
 	}
+	if cfg.Namespaces && cfg.UID >= 0 && !cfg.Probe {
+		if err := exposeWorkspace(cfg.Dir, cfg.UID, cfg.GID); err != nil {
+			return exitSetup, err
+		}
+	}
 	if cfg.UID >= 0 {
 		if err := dropPrivileges(cfg.UID, cfg.GID); err != nil {
 			return exitSetup, err

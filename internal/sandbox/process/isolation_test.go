@@ -108,3 +108,45 @@ func TestAgentHostname(t *testing.T) {
 		}
 	}
 }
+
+// A workspace below a directory the agent may not search (a 0700 home) is
+// still reachable at its own path, and the rest of that directory is hidden.
+func TestWorkspaceBelowPrivateDirectory(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	cfg := testConfig(t)
+	cfg.UIDBase = testUIDBase
+	sb := newSandbox(t, cfg)
+	if !sb.Capabilities().UserIsolation || !sb.Capabilities().Namespaces {
+		skipOrFail(t, "needs per-agent users and namespaces: "+sb.Capabilities().Description)
+	}
+	home := t.TempDir()
+	if err := os.Chmod(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	secret := filepath.Join(home, "data", "operator.token")
+	if err := os.Mkdir(filepath.Dir(secret), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, secret, "hunter2", 0o644)
+	ws := filepath.Join(home, "workspaces", "agent-x")
+	if err := os.MkdirAll(ws, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, filepath.Join(ws, "env.json"), `{"ok":1}`, 0o644)
+	spec := newSpec(t, ws, "sh", "-c", "cat "+filepath.Join(ws, "env.json")+"; echo; pwd; echo hi > out.txt; "+
+		"cat "+secret+" 2>&1; ls "+home)
+	spec.AgentNum = 7
+	res := run(t, sb, spec)
+	checkReason(t, res, sandbox.ReasonExited)
+	out := string(res.Output)
+	if !strings.HasPrefix(out, `{"ok":1}`+"\n"+ws+"\n") || strings.Contains(out, "hunter2") {
+		t.Errorf("agent printed %q: want env.json by absolute path, its cwd, and no secret", out)
+	}
+	if !strings.HasSuffix(out, "No such file or directory\nworkspaces\n") {
+		t.Errorf("the private home's other entries are visible to the agent (ls shows more than workspaces): %q", out)
+	}
+	if b, err := os.ReadFile(filepath.Join(ws, "out.txt")); err != nil || string(b) != "hi\n" {
+		t.Errorf("the agent's write did not reach the host workspace: %q, %v", b, err)
+	}
+}

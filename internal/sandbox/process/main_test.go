@@ -92,6 +92,13 @@ func newSandbox(t testing.TB, cfg Config) *Sandbox {
 		if n != 0 {
 			t.Errorf("%d executions still registered after the test", n)
 		}
+		if sb.tree != nil {
+			for _, dir := range uniqueDirs(sb.tree.parents) {
+				if fileExists(dir) {
+					t.Errorf("cgroup %s left behind", dir)
+				}
+			}
+		}
 	})
 	return sb
 }

@@ -68,6 +68,9 @@ func New(cfg Config, logger *slog.Logger) (*Sandbox, error) {
 	cgNote := s.probeCgroups()
 	idNote, err := s.probeIsolation()
 	if err != nil {
+		if s.tree != nil {
+			s.tree.removeParents()
+		}
 		return nil, fmt.Errorf("process sandbox: %w", err)
 	}
 	s.caps = s.describe(cgNote, idNote)

@@ -292,7 +292,7 @@ func TestInspectAndConcurrentWait(t *testing.T) {
 			results := make([]sandbox.Result, 8)
 			var wg sync.WaitGroup
 			for i := range results {
-				wg.Go(func() { results[i] = wait(t, h) })
+				wg.Go(func() { results[i], _ = h.Wait(context.Background()) })
 			}
 			if err := h.Kill(context.Background()); err != nil {
 				t.Fatal(err)
@@ -309,4 +309,27 @@ func TestInspectAndConcurrentWait(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestConcurrentStarts(t *testing.T) {
+	t.Parallel()
+	sb := newSandbox(t, testConfig(t))
+	ws := newWorkspace(t)
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Go(func() {
+			spec := newSpec(t, ws, "sh", "-c", "echo $EXECUTION_ID")
+			spec.Env["EXECUTION_ID"] = fmt.Sprintf("ex_%d", i)
+			h, err := sb.Start(context.Background(), spec)
+			if err != nil {
+				t.Errorf("Start %d: %v", i, err)
+				return
+			}
+			res, err := h.Wait(context.Background())
+			if got, want := string(res.Output), fmt.Sprintf("ex_%d\n", i); err != nil || got != want || res.ExitCode != 0 {
+				t.Errorf("execution %d printed %q (exit %d), want %q", i, got, res.ExitCode, want)
+			}
+		})
+	}
+	wg.Wait()
 }

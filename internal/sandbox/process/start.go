@@ -291,10 +291,9 @@ func (s *Sandbox) spawnHelper(ns bool, out *os.File) (*helperProc, error) {
 	return &helperProc{proc: proc, config: cfgW, status: stR}, nil
 }
 
-// handshake sends cfg and returns what the helper reported on its status fd.
+// handshake sends cfg and returns what the helper reported on its status
+// fd. The caller kills the helper when ctx ends, which ends the read.
 func (hp *helperProc) handshake(ctx context.Context, cfg initConfig) (string, error) {
-	stop := context.AfterFunc(ctx, func() { hp.proc.Kill() })
-	defer stop()
 	if err := sendConfig(hp.config, cfg); err != nil {
 		return "", err
 	}

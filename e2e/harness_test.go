@@ -1,0 +1,220 @@
+// Package e2e runs the real bpagents binary (`bpagents up` with the process
+// sandbox) in temporary homes and checks the system from the outside: through
+// its HTTP API, its CLI, its workspaces and its database.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/bpagents/bpagents/internal/api"
+	"github.com/bpagents/bpagents/internal/client"
+	"github.com/bpagents/bpagents/internal/testutil"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "bpagents-e2e-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "bpagents")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/bpagents")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: building bpagents:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// needRoot makes a test that needs root (namespaces, cgroups, per-agent
+// users) skip or fail according to BPAGENTS_TEST_REQUIRE.
+func needRoot(t *testing.T) {
+	t.Helper()
+	testutil.Need(t, "root", os.Geteuid() == 0, "the process sandbox's containment needs root")
+}
+
+// needPython makes a test that runs Python agents skip or fail.
+func needPython(t *testing.T, modules ...string) {
+	t.Helper()
+	args := []string{"-c", "import " + strings.Join(append([]string{"json"}, modules...), ",")}
+	err := exec.Command("/usr/bin/python3", args...).Run()
+	testutil.Need(t, "python3", err == nil, fmt.Sprintf("/usr/bin/python3 with %v: %v", modules, err))
+}
+
+// server is one running `bpagents up`.
+type server struct {
+	t      *testing.T
+	home   string
+	url    string
+	cmd    *exec.Cmd
+	log    *lockedBuffer
+	done   chan struct{}
+	client *client.Client
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func freePort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServer runs `bpagents up` in home with extra flags.
+func startServer(t *testing.T, home string, extra ...string) *server {
+	t.Helper()
+	addr := freePort(t)
+	args := append([]string{"up", "--home", home, "--addr", addr, "--sandbox", "process"}, extra...)
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "BPAGENTS_LOG_FORMAT=json", "BPAGENTS_LOG_LEVEL=info")
+	s := &server{t: t, home: home, url: "http://" + addr, cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = s.log, s.log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() {
+		s.kill()
+		if t.Failed() {
+			t.Logf("server log (%s):\n%s", home, tail(s.log.String(), 60))
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c := client.New(s.url, "")
+		var h api.Health
+		if err := c.Get(context.Background(), "/healthz", &h); err == nil {
+			break
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("bpagents up exited early:\n%s", s.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("bpagents up did not become healthy:\n%s", s.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tok, err := os.ReadFile(filepath.Join(home, "data", "operator.token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.client = client.New(s.url, strings.TrimSpace(string(tok)))
+	return s
+}
+
+// stop ends the server with SIGTERM and waits for a clean exit.
+func (s *server) stop() {
+	s.t.Helper()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		s.t.Fatalf("server did not stop on SIGTERM")
+	}
+	if code := s.cmd.ProcessState.ExitCode(); code != 0 {
+		s.t.Fatalf("server exited with %d:\n%s", code, tail(s.log.String(), 30))
+	}
+}
+
+// kill ends the server with SIGKILL, as a crash would.
+func (s *server) kill() {
+	if s.cmd.ProcessState == nil {
+		s.cmd.Process.Kill()
+	}
+	<-s.done
+}
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}
+
+// cli runs a bpagents client command against s and returns its output and exit code.
+func (s *server) cli(args ...string) (string, int) {
+	s.t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), "BPAGENTS_TOKEN=")
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		s.t.Fatal(err)
+	}
+	return string(out), code
+}
+
+// audit runs `bpagents audit --home` and fails the test unless it passes.
+func audit(t *testing.T, home string) string {
+	t.Helper()
+	cmd := exec.Command(binary, "audit", "--home", home)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "audit: OK") {
+		t.Fatalf("audit failed (%v):\n%s", err, out)
+	}
+	return string(out)
+}
+
+// waitFor polls cond until it returns true or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// logLines returns the server's JSON log lines containing substr.
+func (s *server) logLines(substr string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(s.log.String()))
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), substr) {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
+}
