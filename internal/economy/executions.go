@@ -221,9 +221,71 @@ func (e *Economy) finishTx(ctx context.Context, tx store.Tx, s stamp, ex store.E
 	return ex, e.die(ctx, tx, s, ex.AgentID, DeathNoBid)
 }
 
+// InterruptExecution records an execution the system itself cut short (a
+// shutdown or a crash of the referee, not the agent's doing). The agent is not
+// charged for it: its payment is refunded from system:burn into a new pending
+// bid for the same bundle, so it wakes again instead of dying for want of a
+// bid. The interrupted execution itself never runs again.
+func (e *Economy) InterruptExecution(ctx context.Context, id string, r sandbox.Result) (store.Execution, error) {
+	var out store.Execution
+	err := e.write(ctx, func(tx store.Tx) error {
+		s, err := e.stamp(ctx, tx)
+		if err != nil {
+			return err
+		}
+		ex, err := tx.GetExecution(ctx, id)
+		if err != nil {
+			return err
+		}
+		if ex.Status == store.ExecFinished {
+			return fail(CodeConflict, "execution %s already finished", id)
+		}
+		out, err = e.interruptTx(ctx, tx, s, ex, r)
+		return err
+	})
+	return out, err
+}
+
+func (e *Economy) interruptTx(ctx context.Context, tx store.Tx, s stamp, ex store.Execution, r sandbox.Result) (store.Execution, error) {
+	if err := e.reinstateBid(ctx, tx, s, ex); err != nil {
+		return ex, err
+	}
+	return e.finishTx(ctx, tx, s, ex, r)
+}
+
+// reinstateBid refunds an interrupted execution's payment into a new pending
+// bid of its payer for the same agent and bundle.
+func (e *Economy) reinstateBid(ctx context.Context, tx store.Tx, s stamp, ex store.Execution) error {
+	if ex.Paid <= 0 {
+		return nil
+	}
+	won, err := tx.GetBid(ctx, ex.BidID)
+	if err != nil {
+		return err
+	}
+	payer, err := tx.GetAgent(ctx, won.PayerID)
+	if err != nil || payer.Status != store.AgentAlive {
+		return err // a dead payer's credits are gone; nothing to restore
+	}
+	b := store.Bid{ID: newID("bid"), AgentID: ex.AgentID, PayerID: won.PayerID, Amount: ex.Paid, Bundle: ex.Bundle,
+		Status: store.BidPending, Created: s.now, CreatedCycle: s.cycle, ExpiresCycle: s.cycle + e.set.BidTTLCycles}
+	if _, err := post(ctx, tx, s, ledger.Posting{Kind: ledger.KindRefund, From: ledger.BurnAccount,
+		To: ledger.HoldAccount(won.PayerID), Amount: ex.Paid, Ref: b.ID,
+		Memo: "execution " + ex.ID + " was interrupted by the system", AgentID: won.PayerID}); err != nil {
+		return err
+	}
+	if err := tx.InsertBid(ctx, &b); err != nil {
+		return err
+	}
+	return emit(ctx, tx, s, "bid.reinstated", won.PayerID, b.ID, map[string]any{"bid_id": b.ID,
+		"agent_id": b.AgentID, "payer_id": b.PayerID, "amount": b.Amount, "bundle": b.Bundle,
+		"interrupted_execution": ex.ID, "expires_cycle": b.ExpiresCycle})
+}
+
 // RecoverExecutions closes executions left running by a previous process
-// (a crash or kill -9) as killed, freeing their resources. Queued executions
-// never started, so they are kept and will run. It returns the closed ids.
+// (a crash or kill -9) as killed, freeing their resources and reinstating
+// their bids (see InterruptExecution). Queued executions never started, so
+// they are kept and will run. It returns the closed ids.
 func (e *Economy) RecoverExecutions(ctx context.Context, detail string) ([]string, error) {
 	var closed []string
 	err := e.write(ctx, func(tx store.Tx) error {
@@ -237,7 +299,7 @@ func (e *Economy) RecoverExecutions(ctx context.Context, detail string) ([]strin
 		}
 		for _, ex := range running {
 			r := sandbox.Result{ExitCode: -1, Reason: sandbox.ReasonKilled, Detail: detail, EndedAt: s.now}
-			if _, err := e.finishTx(ctx, tx, s, ex, r); err != nil {
+			if _, err := e.interruptTx(ctx, tx, s, ex, r); err != nil {
 				return err
 			}
 			closed = append(closed, ex.ID)

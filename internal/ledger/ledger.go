@@ -45,6 +45,9 @@ const (
 	KindReward     Kind = "reward"
 	KindDeath      Kind = "death"
 	KindMint       Kind = "mint"
+	// KindRefund returns a payment the system could not honour (an execution
+	// it interrupted) from system:burn.
+	KindRefund Kind = "refund"
 )
 
 // EventTransfer is the audit event type of every posting.

@@ -180,7 +180,15 @@ func (r *Runtime) execute(ex store.Execution) {
 		return
 	}
 	res := r.runSandbox(ctx, st, log)
-	fin, err := r.eco.FinishExecution(ctx, ex.ID, res)
+	r.mu.Lock()
+	interrupted := r.stopping && res.Reason == sandbox.ReasonKilled
+	r.mu.Unlock()
+	record := r.eco.FinishExecution
+	if interrupted {
+		// The system cut it short: the agent is not charged and keeps its turn.
+		record = r.eco.InterruptExecution
+	}
+	fin, err := record(ctx, ex.ID, res)
 	if err != nil {
 		log.Error("cannot record execution result", "err", err)
 		return

@@ -158,6 +158,16 @@ func TestRunDrainsOnShutdown(t *testing.T) {
 	if len(ex) != 1 || ex[0].Status != store.ExecFinished || ex[0].Reason != string(sandbox.ReasonKilled) {
 		t.Fatalf("executions after shutdown = %+v", ex)
 	}
+	// The system interrupted it, so genesis is not charged and keeps its turn:
+	// the payment is back in a pending bid for the same bundle.
+	a, err := r.eco.Agent(context.Background(), "genesis")
+	if err != nil || a.Status != store.AgentAlive || a.Held != ex[0].Paid {
+		t.Fatalf("genesis after an interrupted execution: %+v (paid %s), %v", a, ex[0].Paid, err)
+	}
+	bids, err := r.eco.Bids(context.Background(), "genesis", store.BidPending, 10)
+	if err != nil || len(bids) != 1 || bids[0].Amount != ex[0].Paid || bids[0].Bundle != ex[0].Bundle {
+		t.Fatalf("reinstated bids = %+v, %v", bids, err)
+	}
 	checkAudit(t, r.st)
 }
 
