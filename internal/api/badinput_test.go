@@ -61,6 +61,7 @@ func (w *badInputWorld) run(t *testing.T, cases []badCase) {
 // on the money-moving routes gets a precise problem+json refusal and moves
 // nothing.
 func TestBadInputChangesNothing(t *testing.T) {
+	t.Parallel()
 	w := newBadInputWorld(t)
 	h := w.h
 	t.Run("malformed", func(t *testing.T) { w.run(t, malformedCases(w)) })
@@ -237,6 +238,10 @@ func unknownCases(w *badInputWorld) []badCase {
 		{"execution", req{Method: "GET", Path: "/executions/ex_nope", Token: w.h.op}, http.StatusNotFound,
 			[]string{`execution "ex_nope" does not exist`}},
 		{"no such route", req{Method: "GET", Path: "/economic/nothing"}, http.StatusNotFound, []string{"/economic/nothing"}},
+		{"wrong method", req{Method: "GET", Path: "/economic/transfer", Token: w.alice}, http.StatusMethodNotAllowed,
+			[]string{"/economic/transfer", "GET", "only POST"}},
+		{"wrong method on a pattern", req{Method: "PUT", Path: "/market/bid/" + w.bobBid, Token: w.alice,
+			Body: `{}`}, http.StatusMethodNotAllowed, []string{"PUT", "only DELETE"}},
 	}
 }
 
@@ -331,8 +336,14 @@ func fieldCases(w *badInputWorld) []badCase {
 			http.StatusUnprocessableEntity, []string{"files", "/etc/passwd", "absolute"}},
 		{"spawn env.json", post("/social/spawn", `{"initial_credits":1,"files":{"env.json":"{}"}}`),
 			http.StatusUnprocessableEntity, []string{"files", "env.json"}},
+		{"spawn bid with an unknown field", post("/social/spawn", `{"initial_credits":5,"bid":{"amount":1,"bundle":`+
+			testBundleJSON+`,"for_agent":"bob"}}`), http.StatusUnprocessableEntity, []string{"bid", `unknown field "for_agent"`}},
+		{"several faults, first by name", post("/economic/transfer", `{"zzz":1,"to_id":5,"aaa":2}`),
+			http.StatusUnprocessableEntity, []string{`unknown field "aaa"`}},
 		{"spawn copy_workspace not a boolean", post("/social/spawn", `{"initial_credits":1,"copy_workspace":"yes"}`),
 			http.StatusUnprocessableEntity, []string{"copy_workspace"}},
+		{"bids status", req{Method: "GET", Path: "/market/bids?status=open", Token: w.alice},
+			http.StatusUnprocessableEntity, []string{"status", `"open"`}},
 		{"history limit", req{Method: "GET", Path: "/economic/history?limit=-1", Token: w.alice},
 			http.StatusUnprocessableEntity, []string{"limit", "-1"}},
 		{"idempotency key with a space", req{Method: "POST", Path: "/economic/transfer", Token: w.alice,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -229,6 +230,15 @@ func (r reply) String() string { return strings.TrimSpace(string(r.Body)) }
 
 func (h *harness) do(t testing.TB, q req) reply {
 	t.Helper()
+	r, err := h.send(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// send is do for goroutines other than the test's: it returns the error.
+func (h *harness) send(q req) (reply, error) {
 	var body io.Reader
 	if q.Body != "" {
 		body = strings.NewReader(q.Body)
@@ -238,7 +248,7 @@ func (h *harness) do(t testing.TB, q req) reply {
 	}
 	r, err := http.NewRequestWithContext(h.ctx, q.Method, h.srv.URL+q.Path, body)
 	if err != nil {
-		t.Fatalf("%s %s: %v", q.Method, q.Path, err)
+		return reply{}, fmt.Errorf("%s %s: %w", q.Method, q.Path, err)
 	}
 	switch {
 	case q.ContentType == "-":
@@ -255,14 +265,14 @@ func (h *harness) do(t testing.TB, q req) reply {
 	}
 	resp, err := h.client.Do(r)
 	if err != nil {
-		t.Fatalf("%s %s: %v", q.Method, q.Path, err)
+		return reply{}, fmt.Errorf("%s %s: %w", q.Method, q.Path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: reading the reply: %v", q.Method, q.Path, err)
+		return reply{}, fmt.Errorf("%s %s: reading the reply: %w", q.Method, q.Path, err)
 	}
-	return reply{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	return reply{Status: resp.StatusCode, Header: resp.Header, Body: raw}, nil
 }
 
 // get is a GET with an optional token.

@@ -32,11 +32,12 @@ func (p Problem) MarshalJSON() ([]byte, error) {
 
 // problem codes used by the HTTP layer itself.
 const (
-	codeMalformed     economy.Code = "malformed-request"
-	codeTooLarge      economy.Code = "body-too-large"
-	codeMediaType     economy.Code = "unsupported-media-type"
-	codeInternal      economy.Code = "internal"
-	codeMethodMissing economy.Code = "not-found"
+	codeMalformed        economy.Code = "malformed-request"
+	codeTooLarge         economy.Code = "body-too-large"
+	codeMediaType        economy.Code = "unsupported-media-type"
+	codeInternal         economy.Code = "internal"
+	codeMethodMissing    economy.Code = "not-found"
+	codeMethodNotAllowed economy.Code = "method-not-allowed"
 )
 
 // statusOf maps every error code to its HTTP status: the one place where
@@ -63,6 +64,8 @@ func statusOf(c economy.Code) int {
 		return http.StatusRequestEntityTooLarge
 	case codeMediaType:
 		return http.StatusUnsupportedMediaType
+	case codeMethodNotAllowed:
+		return http.StatusMethodNotAllowed
 	}
 	return http.StatusInternalServerError
 }

@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -196,13 +198,18 @@ func decodeStrict(raw []byte, v any) error {
 	}
 	rv := reflect.ValueOf(v).Elem()
 	byName := jsonFields(rv.Type())
-	for name, val := range fields {
+	// In name order, so that a body with several faults always gets the same answer.
+	for _, name := range slices.Sorted(maps.Keys(fields)) {
+		val := fields[name]
 		idx, ok := byName[name]
 		if !ok {
 			return refuse(economy.CodeInvalid, "unknown field %q (known: %s)", name, strings.Join(fieldNames(rv.Type()), ", "))
 		}
 		fv := rv.FieldByIndex(idx)
-		if err := json.Unmarshal(val, fv.Addr().Interface()); err != nil {
+		// Nested objects (a spawn's bid) are strict too.
+		fd := json.NewDecoder(bytes.NewReader(val))
+		fd.DisallowUnknownFields()
+		if err := fd.Decode(fv.Addr().Interface()); err != nil {
 			return refuse(economy.CodeInvalid, "%s: %s", name, describe(err))
 		}
 	}
@@ -229,7 +236,7 @@ func describe(err error) string {
 	if errors.As(err, &te) {
 		return fmt.Sprintf("expected %s, got %s", te.Type, te.Value)
 	}
-	return err.Error()
+	return strings.TrimPrefix(err.Error(), "json: ")
 }
 
 // jsonFields maps JSON names to struct field indexes.
@@ -295,9 +302,9 @@ func (s *Server) authenticate(r *http.Request, need Auth) (economy.Principal, er
 	if need == Public {
 		return economy.Principal{}, nil
 	}
-	h := r.Header.Get("Authorization")
-	token, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || token == "" {
+	// The scheme is case-insensitive (RFC 9110 §11.1).
+	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
 		return economy.Principal{}, refuse(economy.CodeUnauthorized,
 			"missing bearer token: send Authorization: Bearer <token> (%s)", map[Auth]string{
 				Agent: "the execution token from env.json or $AGENT_TOKEN", Operator: "the operator token"}[need])

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/bpagents/bpagents/internal/economy"
@@ -216,7 +217,11 @@ func (s *Server) listBids(ctx context.Context, c *Call[NoBody]) (BidList, error)
 	if err != nil {
 		return BidList{}, err
 	}
-	bids, err := s.eco.Bids(ctx, c.Who.AgentID, c.Query("status"), int(limit))
+	status := c.Query("status")
+	if status != "" && !slices.Contains([]string{store.BidPending, store.BidWon, store.BidCancelled, store.BidExpired, store.BidVoid}, status) {
+		return BidList{}, refuse(economy.CodeInvalid, "query parameter status: must be pending, won, cancelled, expired or void, got %q", status)
+	}
+	bids, err := s.eco.Bids(ctx, c.Who.AgentID, status, int(limit))
 	return BidList{Bids: bids}, err
 }
 

@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,9 +79,44 @@ func New(eco *economy.Economy, log *slog.Logger, opt Options) *Server {
 	}
 	s.mux.Handle("GET /docs", s.DocsHandler())
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := s.methodsFor(r.URL.Path); len(allow) > 0 {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			writeProblem(w, problemOf(refuse(codeMethodNotAllowed, "%s does not accept %s, only %s; see /openapi.json",
+				r.URL.Path, r.Method, strings.Join(allow, ", ")), s.log, r))
+			return
+		}
 		writeProblem(w, problemOf(refuse(codeMethodMissing, "no route for %s %s; see /openapi.json", r.Method, r.URL.Path), s.log, r))
 	})
 	return s
+}
+
+// methodsFor lists the methods of the routes whose path pattern matches
+// path, so that a known path called with the wrong method gets 405, not 404.
+// (The catch-all "/" keeps ServeMux from answering 405 itself.)
+func (s *Server) methodsFor(path string) []string {
+	var out []string
+	got := strings.Split(path, "/")
+	for _, rt := range s.routes {
+		want := strings.Split(rt.Path, "/")
+		if len(want) != len(got) || slices.Contains(out, rt.Method) {
+			continue
+		}
+		match := true
+		for i := range want {
+			wild := strings.HasPrefix(want[i], "{") && got[i] != ""
+			if !wild && want[i] != got[i] {
+				match = false
+				break
+			}
+		}
+		if match {
+			out = append(out, rt.Method)
+		}
+	}
+	if slices.Contains(out, "GET") {
+		out = append(out, "HEAD")
+	}
+	return out
 }
 
 // Routes returns the route table.
