@@ -222,6 +222,12 @@ func ValidateFiles(files map[string]string, lim Limits) error {
 			return err
 		}
 		total += int64(len(content))
+		// A name cannot be both a file and a directory holding another file.
+		for dir := path.Dir(name); dir != "."; dir = path.Dir(dir) {
+			if _, clash := files[dir]; clash {
+				return &FileError{Path: name, Msg: fmt.Sprintf("%q is also given as a file", dir)}
+			}
+		}
 	}
 	if total > lim.MaxBytes {
 		return &FileError{Path: "", Msg: fmt.Sprintf("files total %d bytes, at most %d allowed", total, lim.MaxBytes)}

@@ -330,6 +330,17 @@ func (c *Config) validateRest(bad badFunc) {
 	if g.DurationSeconds < 1 || g.DurationSeconds > c.Market.MaxDurationSeconds {
 		bad("genesis.duration_seconds", "must be between 1 and market.max_duration_seconds, got %d", g.DurationSeconds)
 	}
+	// Genesis must be able to pay for its first bid and to win it, or it
+	// never wakes and nothing says why.
+	if g.Bid > c.Economy.GenesisCredits {
+		bad("genesis.bid", "must not exceed economy.genesis_credits %s, got %s", c.Economy.GenesisCredits, g.Bid)
+	}
+	if cpu, ok := c.Market.Resources["cpu"]; ok && g.CPU > cpu.Capacity {
+		bad("genesis.cpu", "must not exceed market.resources.cpu.capacity %v, got %v", cpu.Capacity, g.CPU)
+	}
+	if mem, ok := c.Market.Resources["memory_mb"]; ok && float64(g.MemoryMB) > mem.Capacity {
+		bad("genesis.memory_mb", "must not exceed market.resources.memory_mb.capacity %v, got %d", mem.Capacity, g.MemoryMB)
+	}
 	if c.Execution.OutputLimit < 1024 {
 		bad("execution.output_limit", "must be at least 1024, got %d", c.Execution.OutputLimit)
 	}

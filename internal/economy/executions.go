@@ -267,6 +267,9 @@ func (e *Economy) reinstateBid(ctx context.Context, tx store.Tx, s stamp, ex sto
 	if err != nil || payer.Status != store.AgentAlive {
 		return err // a dead payer's credits are gone; nothing to restore
 	}
+	if agent, err := tx.GetAgent(ctx, ex.AgentID); err != nil || agent.Status != store.AgentAlive {
+		return err // a dead agent cannot wake again; a bid for it would only burn the payer's credits
+	}
 	b := store.Bid{ID: newID("bid"), AgentID: ex.AgentID, PayerID: won.PayerID, Amount: ex.Paid, Bundle: ex.Bundle,
 		Status: store.BidPending, Created: s.now, CreatedCycle: s.cycle, ExpiresCycle: s.cycle + e.set.BidTTLCycles}
 	if _, err := post(ctx, tx, s, ledger.Posting{Kind: ledger.KindRefund, From: ledger.BurnAccount,

@@ -121,8 +121,8 @@ func (e *Economy) CreateAgent(ctx context.Context, req CreateAgentRequest) (Agen
 	if !ids.ValidAgentID(req.ID) {
 		return AgentView{}, invalid("id", "%q is not a valid agent id (1-63 of a-z, 0-9, '-', '_'; not reserved)", req.ID)
 	}
-	if req.Credits < 0 {
-		return AgentView{}, invalid("credits", "must not be negative")
+	if req.Credits < 0 || req.Credits > money.Max {
+		return AgentView{}, invalid("credits", "must be between 0 and %s", money.Max)
 	}
 	if (req.FromDir == "") == (len(req.Files) == 0) {
 		return AgentView{}, invalid("from_dir", "give exactly one of from_dir and files")

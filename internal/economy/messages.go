@@ -97,7 +97,7 @@ func (e *Economy) Inbox(ctx context.Context, agentID string, limit int) ([]Messa
 		limit = 100
 	}
 	var out []MessageView
-	err := e.st.Write(ctx, func(tx store.Tx) error {
+	err := e.write(ctx, func(tx store.Tx) error {
 		msgs, err := tx.Inbox(ctx, agentID, limit)
 		if err != nil {
 			return err

@@ -271,7 +271,9 @@ type Executions interface {
 	InsertExecution(ctx context.Context, e *Execution) error
 	GetExecution(ctx context.Context, id string) (Execution, error)
 	ListExecutions(ctx context.Context, f ExecutionFilter) ([]Execution, error)
-	// ExecutionByToken finds the running execution whose token hashes to hash.
+	// ExecutionByToken finds the execution whose token hashes to hash,
+	// whatever its status: callers check that it is still running, and can
+	// tell a token that expired from one that never existed.
 	ExecutionByToken(ctx context.Context, hash string) (Execution, error)
 	// UpdateExecution writes every mutable field of e (status, times, result).
 	UpdateExecution(ctx context.Context, e Execution) error
