@@ -91,11 +91,37 @@ func Install(project fs.FS, dst string, lim Limits) (bool, error) {
 	if !empty {
 		return false, nil
 	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
+	// Build the copy beside dst and rename it into place, so a failure never
+	// leaves a half-installed workspace that a later start would keep.
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return false, err
 	}
+	stage, err := os.MkdirTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".installing-")
+	if err != nil {
+		return false, err
+	}
+	if err := os.Chmod(stage, 0o755); err != nil {
+		os.RemoveAll(stage)
+		return false, err
+	}
+	if err := installInto(project, stage, lim); err != nil {
+		os.RemoveAll(stage)
+		return false, fmt.Errorf("install into %s: %w", dst, err)
+	}
+	if err := os.Remove(dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		os.RemoveAll(stage)
+		return false, fmt.Errorf("install into %s: %w", dst, err)
+	}
+	if err := os.Rename(stage, dst); err != nil {
+		os.RemoveAll(stage)
+		return false, fmt.Errorf("install into %s: %w", dst, err)
+	}
+	return true, nil
+}
+
+func installInto(project fs.FS, dst string, lim Limits) error {
 	files, total := 0, int64(0)
-	err = fs.WalkDir(project, ".", func(p string, d fs.DirEntry, err error) error {
+	return fs.WalkDir(project, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -124,10 +150,6 @@ func Install(project fs.FS, dst string, lim Limits) (bool, error) {
 		}
 		return os.WriteFile(target, data, mode)
 	})
-	if err != nil {
-		return false, fmt.Errorf("install into %s: %w", dst, err)
-	}
-	return true, nil
 }
 
 // CopyWorkspace copies src into a new directory dst, leaving out env.json,

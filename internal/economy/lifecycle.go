@@ -405,6 +405,9 @@ func (e *Economy) die(ctx context.Context, tx store.Tx, s stamp, agentID, reason
 			return err
 		}
 	}
+	if err := e.cancelQueued(ctx, tx, s, agentID); err != nil {
+		return err
+	}
 	bal, err := ledger.AgentBalances(ctx, tx, agentID)
 	if err != nil {
 		return err
@@ -419,6 +422,28 @@ func (e *Economy) die(ctx context.Context, tx store.Tx, s stamp, agentID, reason
 		return err
 	}
 	return emit(ctx, tx, s, "agent.died", agentID, agentID, map[string]any{"reason": reason, "burned": bal.Available})
+}
+
+// cancelQueued closes a dying agent's executions that have not started: a
+// dead agent's code never runs. Their payment stays burned, like the rest of
+// its credits.
+func (e *Economy) cancelQueued(ctx context.Context, tx store.Tx, s stamp, agentID string) error {
+	queued, err := tx.ListExecutions(ctx, store.ExecutionFilter{AgentID: agentID, Statuses: []string{store.ExecQueued}})
+	if err != nil {
+		return err
+	}
+	for _, ex := range queued {
+		ex.Status, ex.Started, ex.Ended = store.ExecFinished, s.now, s.now
+		ex.ExitCode, ex.Reason, ex.Detail = -1, "killed", "its agent died before it started"
+		if err := tx.UpdateExecution(ctx, ex); err != nil {
+			return err
+		}
+		if err := emit(ctx, tx, s, "execution.finished", agentID, ex.ID, map[string]any{"execution_id": ex.ID,
+			"reason": ex.Reason, "exit_code": ex.ExitCode, "detail": ex.Detail}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkBankrupt kills an idle agent with no credits and no pending bid.

@@ -204,3 +204,23 @@ func TestInboxNotifiesWatchers(t *testing.T) {
 		t.Fatalf("message.read events %+v, %v", evs, err)
 	}
 }
+
+// Killing an agent whose execution is queued closes that execution: a dead
+// agent's code never runs.
+func TestKillClosesQueuedExecution(t *testing.T) {
+	w := newWorld(t, nil)
+	res := w.clear() // genesis's first bid wins: one queued execution
+	if len(res.Queued) != 1 {
+		t.Fatalf("queued = %d, want 1", len(res.Queued))
+	}
+	if err := w.eco.Kill(t.Context(), economy.GenesisID); err != nil {
+		t.Fatal(err)
+	}
+	ex := w.getExecution(res.Queued[0].ID)
+	if ex.Status != store.ExecFinished || ex.Reason != "killed" {
+		t.Fatalf("queued execution of a killed agent is %s/%s", ex.Status, ex.Reason)
+	}
+	_, err := w.eco.StartExecution(t.Context(), ex.ID, "test", "http://x")
+	wantCode(t, "start after death", err, economy.CodeConflict)
+	w.audit()
+}

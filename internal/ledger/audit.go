@@ -52,13 +52,11 @@ func auditTx(ctx context.Context, tx store.Tx) (Report, error) {
 	if err != nil {
 		return r, fmt.Errorf("audit: %w", err)
 	}
-	transfers, err := tx.ListTransfers(ctx, store.TransferFilter{Limit: 1})
+	count, err := tx.CountTransfers(ctx)
 	if err != nil {
 		return r, fmt.Errorf("audit: %w", err)
 	}
-	if len(transfers) > 0 {
-		r.Transfers = int(transfers[0].ID)
-	}
+	r.Transfers = int(count)
 	r.Accounts = len(accounts)
 	r.PendingBids = len(pending)
 	holdWant := map[string]money.Micro{}

@@ -148,7 +148,7 @@ func (m Micro) MarshalJSON() ([]byte, error) { return []byte(m.String()), nil }
 func (m *Micro) UnmarshalJSON(b []byte) error {
 	s := string(b)
 	if s == "null" {
-		return fmt.Errorf("amount: null: %w", ErrSyntax)
+		return fmt.Errorf("null: %w", ErrSyntax)
 	}
 	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
 		s = s[1 : len(s)-1]

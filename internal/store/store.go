@@ -110,6 +110,7 @@ type Transfers interface {
 	ListTransfers(ctx context.Context, f TransferFilter) ([]Transfer, error)
 	// EntrySums returns, per account, Σ incoming − Σ outgoing over all transfers.
 	EntrySums(ctx context.Context) (map[string]money.Micro, error)
+	CountTransfers(ctx context.Context) (int64, error)
 }
 
 // Event is one audit log entry.

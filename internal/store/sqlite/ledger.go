@@ -158,6 +158,12 @@ func (t *tx) EntrySums(ctx context.Context) (map[string]money.Micro, error) {
 	return out, rows.Err()
 }
 
+func (t *tx) CountTransfers(ctx context.Context) (int64, error) {
+	var n int64
+	err := t.tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM transfers`).Scan(&n)
+	return n, mapErr(err)
+}
+
 func (t *tx) AppendEvent(ctx context.Context, e *store.Event) error {
 	data := e.Data
 	if len(data) == 0 {

@@ -177,9 +177,21 @@ func migrate(ctx context.Context, db *sql.DB) error {
 		return fmt.Errorf("sqlite: database schema version %d is newer than this binary's %d", current, len(migrations))
 	}
 	for v := current + 1; v <= len(migrations); v++ {
+		// BEGIN IMMEDIATE (the writer's mode) serialises migrating processes;
+		// re-reading the version inside the transaction means a migration
+		// another process applied meanwhile is skipped, never applied twice.
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("sqlite: migration %d: %w", v, err)
+		}
+		var done int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, v).Scan(&done); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("sqlite: migration %d: %w", v, err)
+		}
+		if done > 0 {
+			_ = tx.Rollback()
+			continue
 		}
 		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
 			_ = tx.Rollback()

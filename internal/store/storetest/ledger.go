@@ -169,6 +169,13 @@ func testEntrySums(t *testing.T, st store.Store) {
 		if total != 0 {
 			t.Errorf("entries sum to %s", total)
 		}
+		n, err := tx.CountTransfers(ctx)
+		if err != nil {
+			return err
+		}
+		if n != int64(len(sampleTransfers())) {
+			t.Errorf("CountTransfers = %d, want %d", n, len(sampleTransfers()))
+		}
 		return nil
 	})
 }
