@@ -140,8 +140,11 @@ func TestRunDrainsOnShutdown(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("execution did not start")
 	}
-	if n := r.rt.Running(); n != 1 {
-		t.Fatalf("Running() = %d, want 1", n)
+	// The runtime registers the handle right after Start returns.
+	for deadline := time.Now().Add(5 * time.Second); r.rt.Running() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Running() = %d, want 1", r.rt.Running())
+		}
 	}
 	cancel()
 	select {
