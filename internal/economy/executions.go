@@ -167,6 +167,12 @@ func (e *Economy) buildEnv(ctx context.Context, tx store.Tx, s stamp, ex store.E
 // its token invalid, and applies the death rule: an agent whose execution
 // ended without leaving a pending bid dies.
 func (e *Economy) FinishExecution(ctx context.Context, id string, r sandbox.Result) (store.Execution, error) {
+	return e.closeExecution(ctx, id, r, e.finishTx)
+}
+
+// closeExecution runs close on an execution that has not finished yet.
+func (e *Economy) closeExecution(ctx context.Context, id string, r sandbox.Result,
+	close func(context.Context, store.Tx, stamp, store.Execution, sandbox.Result) (store.Execution, error)) (store.Execution, error) {
 	var out store.Execution
 	err := e.write(ctx, func(tx store.Tx) error {
 		s, err := e.stamp(ctx, tx)
@@ -180,7 +186,7 @@ func (e *Economy) FinishExecution(ctx context.Context, id string, r sandbox.Resu
 		if ex.Status == store.ExecFinished {
 			return fail(CodeConflict, "execution %s already finished", id)
 		}
-		out, err = e.finishTx(ctx, tx, s, ex, r)
+		out, err = close(ctx, tx, s, ex, r)
 		return err
 	})
 	return out, err
@@ -227,23 +233,7 @@ func (e *Economy) finishTx(ctx context.Context, tx store.Tx, s stamp, ex store.E
 // bid for the same bundle, so it wakes again instead of dying for want of a
 // bid. The interrupted execution itself never runs again.
 func (e *Economy) InterruptExecution(ctx context.Context, id string, r sandbox.Result) (store.Execution, error) {
-	var out store.Execution
-	err := e.write(ctx, func(tx store.Tx) error {
-		s, err := e.stamp(ctx, tx)
-		if err != nil {
-			return err
-		}
-		ex, err := tx.GetExecution(ctx, id)
-		if err != nil {
-			return err
-		}
-		if ex.Status == store.ExecFinished {
-			return fail(CodeConflict, "execution %s already finished", id)
-		}
-		out, err = e.interruptTx(ctx, tx, s, ex, r)
-		return err
-	})
-	return out, err
+	return e.closeExecution(ctx, id, r, e.interruptTx)
 }
 
 func (e *Economy) interruptTx(ctx context.Context, tx store.Tx, s stamp, ex store.Execution, r sandbox.Result) (store.Execution, error) {

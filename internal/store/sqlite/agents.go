@@ -64,20 +64,7 @@ func (t *tx) ListAgents(ctx context.Context, f store.AgentFilter) ([]store.Agent
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
-	rows, err := t.tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer rows.Close()
-	var out []store.Agent
-	for rows.Next() {
-		a, err := scanAgent(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, scanAgent, q, args...)
 }
 
 func (t *tx) CountAgents(ctx context.Context) (alive, dead int64, err error) {
@@ -132,20 +119,7 @@ func (t *tx) GetBid(ctx context.Context, id string) (store.Bid, error) {
 }
 
 func (t *tx) queryBids(ctx context.Context, q string, args ...any) ([]store.Bid, error) {
-	rows, err := t.tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer rows.Close()
-	var out []store.Bid
-	for rows.Next() {
-		b, err := scanBid(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, scanBid, q, args...)
 }
 
 func (t *tx) PendingBids(ctx context.Context) ([]store.Bid, error) {

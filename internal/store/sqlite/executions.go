@@ -71,20 +71,7 @@ func (t *tx) ListExecutions(ctx context.Context, f store.ExecutionFilter) ([]sto
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
-	rows, err := t.tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer rows.Close()
-	var out []store.Execution
-	for rows.Next() {
-		e, err := scanExecution(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, scanExecution, q, args...)
 }
 
 func (t *tx) ExecutionByToken(ctx context.Context, hash string) (store.Execution, error) {

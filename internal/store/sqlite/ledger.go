@@ -117,22 +117,17 @@ func (t *tx) ListTransfers(ctx context.Context, f store.TransferFilter) ([]store
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
-	rows, err := t.tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, mapErr(err)
+	return queryAll(ctx, t, scanTransfer, q, args...)
+}
+
+func scanTransfer(s scanner) (store.Transfer, error) {
+	var tr store.Transfer
+	var amt, created int64
+	if err := s.Scan(&tr.ID, &tr.Kind, &tr.From, &tr.To, &amt, &tr.Ref, &tr.Memo, &tr.Cycle, &created); err != nil {
+		return tr, err
 	}
-	defer rows.Close()
-	var out []store.Transfer
-	for rows.Next() {
-		var tr store.Transfer
-		var amt, created int64
-		if err := rows.Scan(&tr.ID, &tr.Kind, &tr.From, &tr.To, &amt, &tr.Ref, &tr.Memo, &tr.Cycle, &created); err != nil {
-			return nil, err
-		}
-		tr.Amount, tr.Created = money.Micro(amt), fromTS(created)
-		out = append(out, tr)
-	}
-	return out, rows.Err()
+	tr.Amount, tr.Created = money.Micro(amt), fromTS(created)
+	return tr, nil
 }
 
 func (t *tx) EntrySums(ctx context.Context) (map[string]money.Micro, error) {
@@ -204,23 +199,18 @@ func (t *tx) ListEvents(ctx context.Context, f store.EventFilter) ([]store.Event
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
-	rows, err := t.tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, mapErr(err)
+	return queryAll(ctx, t, scanEvent, q, args...)
+}
+
+func scanEvent(s scanner) (store.Event, error) {
+	var e store.Event
+	var tm int64
+	var data string
+	if err := s.Scan(&e.Seq, &tm, &e.Cycle, &e.Type, &e.AgentID, &e.Ref, &data); err != nil {
+		return e, err
 	}
-	defer rows.Close()
-	var out []store.Event
-	for rows.Next() {
-		var e store.Event
-		var tm int64
-		var data string
-		if err := rows.Scan(&e.Seq, &tm, &e.Cycle, &e.Type, &e.AgentID, &e.Ref, &data); err != nil {
-			return nil, err
-		}
-		e.Time, e.Data = fromTS(tm), []byte(data)
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	e.Time, e.Data = fromTS(tm), []byte(data)
+	return e, nil
 }
 
 func (t *tx) LastEventSeq(ctx context.Context) (int64, error) {

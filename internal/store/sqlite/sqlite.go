@@ -172,6 +172,24 @@ func mapErr(err error) error {
 	return err
 }
 
+// queryAll runs q and scans every row with scan.
+func queryAll[T any](ctx context.Context, t *tx, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := t.tx.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 // expectOne turns "no row changed" into ErrNotFound.
 func expectOne(res sql.Result, err error) error {
 	if err != nil {
