@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
@@ -108,15 +109,17 @@ func cmdAudit(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	cf := addClientFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: bpagents audit [--home DIR] [--server URL] [--json]")
+		fmt.Fprintln(fs.Output(), "Usage: bpagents audit [--replay] [--home DIR] [--server URL] [--json]")
 		fmt.Fprintln(fs.Output(), "\nChecks every ledger invariant, reading <home>/data/bpagents.db directly (the server may be")
 		fmt.Fprintln(fs.Output(), "running or stopped), or asking a server with --server. Exits 1 when any invariant is violated.")
 		fs.PrintDefaults()
 	}
+	replay := fs.Bool("replay", false, "also rebuild every balance from the event log alone and compare")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	var rep ledger.Report
+	var rr *ledger.ReplayReport
 	if *cf.server == "" {
 		cfg, err := config.Load(*cf.cfgPath, os.Environ())
 		if err != nil {
@@ -135,6 +138,13 @@ func cmdAudit(ctx context.Context, args []string) error {
 		if rep, err = ledger.Audit(ctx, db); err != nil {
 			return err
 		}
+		if *replay {
+			r, err := ledger.Replay(ctx, db)
+			if err != nil {
+				return err
+			}
+			rr = &r
+		}
 	} else {
 		c, err := cf.client()
 		if err != nil {
@@ -143,9 +153,15 @@ func cmdAudit(ctx context.Context, args []string) error {
 		if err := c.Get(ctx, "/admin/audit", &rep); err != nil {
 			return err
 		}
+		if *replay {
+			rr = &ledger.ReplayReport{}
+			if err := c.Get(ctx, "/admin/replay", rr); err != nil {
+				return err
+			}
+		}
 	}
 	if *cf.json {
-		if err := printJSON(rep); err != nil {
+		if err := printJSON(map[string]any{"audit": rep, "replay": rr}); err != nil {
 			return err
 		}
 	} else {
@@ -160,8 +176,18 @@ func cmdAudit(ctx context.Context, args []string) error {
 		} else {
 			fmt.Printf("audit: FAILED (%d violations)\n", len(rep.Violations))
 		}
+		if rr != nil {
+			for _, v := range rr.Violations {
+				fmt.Println("REPLAY VIOLATION:", v)
+			}
+			if rr.OK {
+				fmt.Printf("replay: OK (%d ledger events rebuild all %d balances exactly)\n", rr.Events, rr.Accounts)
+			} else {
+				fmt.Printf("replay: FAILED (%d violations)\n", len(rr.Violations))
+			}
+		}
 	}
-	if !rep.OK {
+	if !rep.OK || (rr != nil && !rr.OK) {
 		return exitError(1)
 	}
 	return nil
@@ -171,6 +197,7 @@ func cmdAgents(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("agents", flag.ContinueOnError)
 	cf := addClientFlags(fs)
 	status := fs.String("status", "", "alive or dead")
+	tree := fs.Bool("tree", false, "show the lineage tree")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -188,6 +215,10 @@ func cmdAgents(ctx context.Context, args []string) error {
 	}
 	if *cf.json {
 		return printJSON(list)
+	}
+	if *tree {
+		printTree(os.Stdout, list.Agents)
+		return nil
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tSTATUS\tBALANCE\tHELD\tEXECUTIONS\tPARENT\tDEATH")
@@ -331,4 +362,43 @@ func cmdLogs(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "(%d bytes were cut from the middle)\n", logs.DroppedBytes)
 	}
 	return nil
+}
+
+// printTree prints agents as a lineage tree, children under their parent.
+func printTree(w io.Writer, agents []economy.AgentView) {
+	children := map[string][]economy.AgentView{}
+	known := map[string]bool{}
+	for _, a := range agents {
+		known[a.ID] = true
+	}
+	var roots []economy.AgentView
+	for _, a := range agents {
+		if a.ParentID == "" || !known[a.ParentID] {
+			roots = append(roots, a)
+		} else {
+			children[a.ParentID] = append(children[a.ParentID], a)
+		}
+	}
+	var walk func(a economy.AgentView, prefix string, last, root bool)
+	walk = func(a economy.AgentView, prefix string, last, root bool) {
+		branch, next := "├── ", prefix+"│   "
+		if last {
+			branch, next = "└── ", prefix+"    "
+		}
+		if root {
+			branch, next = "", ""
+		}
+		mark := ""
+		if a.Status != "alive" {
+			mark = " †" + a.DeathReason
+		}
+		fmt.Fprintf(w, "%s%s%s  %s credits, %d executions%s\n", prefix, branch, a.ID, a.Balance, a.ExecutionCount, mark)
+		kids := children[a.ID]
+		for i, c := range kids {
+			walk(c, next, i == len(kids)-1, false)
+		}
+	}
+	for _, r := range roots {
+		walk(r, "", true, true)
+	}
 }

@@ -51,6 +51,10 @@ func (s *Server) routeTable() []Route {
 		handle(Route{Method: "GET", Path: "/agents", Auth: Public, Summary: "Agent directory",
 			Query: append([]Param{{"status", "string", "alive or dead"}}, page...)}, s.listAgents),
 		handle(Route{Method: "GET", Path: "/agents/{id}", Auth: Public, Summary: "One agent"}, s.getAgent),
+		handle(Route{Method: "GET", Path: "/agents/{id}/descendants", Auth: Public,
+			Summary: "Every agent descended from this one, with its depth, and counts by generation"}, s.descendants),
+		handle(Route{Method: "GET", Path: "/agents/generations", Auth: Public,
+			Summary: "The population by generation (lineage length)"}, s.generations),
 
 		handle(Route{Method: "GET", Path: "/events", Auth: Operator, Summary: "Audit log in sequence order",
 			Query: append([]Param{{"after", "integer", "events with seq above this, ascending"},
@@ -64,6 +68,8 @@ func (s *Server) routeTable() []Route {
 		handle(Route{Method: "POST", Path: "/executions/{id}/kill", Auth: Operator, Summary: "Kill a running execution"}, s.killExecution),
 
 		handle(Route{Method: "GET", Path: "/admin/audit", Auth: Operator, Summary: "Check every ledger invariant"}, s.audit),
+		handle(Route{Method: "GET", Path: "/admin/replay", Auth: Operator,
+			Summary: "Rebuild every balance from the event log alone and compare"}, s.replay),
 		handle(Route{Method: "POST", Path: "/admin/agents", Auth: Operator, Status: http.StatusCreated,
 			MaxBody: s.maxSpawnBody, Summary: "Create an agent from a project directory on the server or inline files"}, s.createAgent),
 		handle(Route{Method: "POST", Path: "/admin/mint", Auth: Operator, Status: http.StatusCreated, Idempotent: true,
@@ -273,8 +279,20 @@ func (s *Server) getAgent(ctx context.Context, c *Call[NoBody]) (economy.AgentVi
 	return s.eco.Agent(ctx, c.R.PathValue("id"))
 }
 
+func (s *Server) descendants(ctx context.Context, c *Call[NoBody]) (economy.LineageView, error) {
+	return s.eco.Descendants(ctx, c.R.PathValue("id"))
+}
+
+func (s *Server) generations(ctx context.Context, c *Call[NoBody]) (economy.GenerationStats, error) {
+	return s.eco.Generations(ctx)
+}
+
 func (s *Server) audit(ctx context.Context, c *Call[NoBody]) (ledger.Report, error) {
 	return ledger.Audit(ctx, s.eco.Store())
+}
+
+func (s *Server) replay(ctx context.Context, c *Call[NoBody]) (ledger.ReplayReport, error) {
+	return ledger.Replay(ctx, s.eco.Store())
 }
 
 func (s *Server) createAgent(ctx context.Context, c *Call[economy.CreateAgentRequest]) (economy.AgentView, error) {
