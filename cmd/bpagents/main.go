@@ -19,7 +19,9 @@ var version = "dev"
 const usage = `bpagents — a runtime for economies of autonomous agents
 
 Usage:
-  bpagents up [flags]                 run API, scheduler, runner (and later dashboard)
+  bpagents up [flags]                 run API, scheduler, runner (and later dashboard);
+                                      --sandbox auto|docker|process (auto: docker when the
+                                      engine answers and the image exists, else process)
   bpagents status [--json]            population, cycle, money, markets
   bpagents audit [--server URL]       check every ledger invariant (exit 1 on a violation)
   bpagents agents [--json]            the agent directory
@@ -27,6 +29,15 @@ Usage:
                                       make an agent from a project directory
   bpagents events [--after N] [--type T] [--agent ID]
   bpagents logs EXECUTION_ID          captured output of an execution
+  bpagents prompts [--status S] [--json]
+                                      prompts to the operator (pending: highest bid first)
+  bpagents rate [PROMPT_ID] [--interesting N --useful N --understandable N --reason TEXT]
+                                      rate prompts (interactive without score flags); mints credits
+  bpagents messages [--json]          messages agents sent to "human", newest first
+  bpagents image build [--force]      build the bp-agent-runner image for the docker sandbox
+                                      without a registry (debootstrap + Docker Engine API)
+  bpagents simulate [--cycles 200] [--mechanism first-price|critical]
+                                      run N cycles as fast as possible, audit each, summarise
   bpagents version
 
 Client commands take --server URL (default from --home's config or
@@ -80,6 +91,16 @@ func run(ctx context.Context, cmd string, args []string) error {
 		return cmdEvents(ctx, args)
 	case "logs":
 		return cmdLogs(ctx, args)
+	case "prompts":
+		return cmdPrompts(ctx, args)
+	case "rate":
+		return cmdRate(ctx, args)
+	case "messages":
+		return cmdMessages(ctx, args)
+	case "image":
+		return cmdImage(ctx, args)
+	case "simulate":
+		return cmdSimulate(ctx, args)
 	case "version":
 		fmt.Println("bpagents", version)
 		return nil

@@ -21,7 +21,7 @@ func loadConfig(fs *flag.FlagSet, args []string, extra func(*config.Config)) (co
 		cfgPath = fs.String("config", "", "YAML configuration file")
 		home    = fs.String("home", "", "directory holding data/ and workspaces/ (default: current directory)")
 		addr    = fs.String("addr", "", "HTTP listen address (default 127.0.0.1:8000)")
-		sandbox = fs.String("sandbox", "", "execution backend: process or auto (default auto)")
+		sandbox = fs.String("sandbox", "", "execution backend: auto, docker or process (default auto: docker when the engine answers and the image exists)")
 		cycle   = fs.Duration("cycle", 0, "market clearing period (default 2s)")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -55,7 +55,7 @@ func loadConfig(fs *flag.FlagSet, args []string, extra func(*config.Config)) (co
 func cmdUp(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: bpagents up [--home DIR] [--addr HOST:PORT] [--sandbox process|auto] [--cycle 2s] [--config FILE]")
+		fmt.Fprintln(fs.Output(), "Usage: bpagents up [--home DIR] [--addr HOST:PORT] [--sandbox auto|docker|process] [--cycle 2s] [--config FILE]")
 		fmt.Fprintln(fs.Output(), "\nRuns the whole system in one process. Every setting can also come from the YAML file or BPAGENTS_* variables.")
 		fs.PrintDefaults()
 	}

@@ -30,7 +30,8 @@ type Config struct {
 	// PublicURL is the API address given to agents as SYSTEM_SERVICE_URL.
 	// Empty means http://<addr>.
 	PublicURL string `yaml:"public_url"`
-	// Sandbox chooses the execution backend: auto, process (docker later).
+	// Sandbox chooses the execution backend: auto (docker when the engine
+	// answers and the image exists, else process), docker or process.
 	Sandbox string `yaml:"sandbox"`
 	// Cycle is the market clearing period.
 	Cycle time.Duration `yaml:"cycle"`
@@ -49,6 +50,7 @@ type Config struct {
 	Genesis   Genesis   `yaml:"genesis"`
 	Execution Execution `yaml:"execution"`
 	Process   Process   `yaml:"process"`
+	Docker    Docker    `yaml:"docker"`
 	API       API       `yaml:"api"`
 }
 
@@ -60,6 +62,10 @@ type Economy struct {
 	MaxMessageBytes int         `yaml:"max_message_bytes"`
 	// RewardWeight is credits minted per score point for each of the three scores.
 	RewardWeight money.Micro `yaml:"reward_weight"`
+	// PromptTTL is how long a prompt waits for the operator's rating before it expires.
+	PromptTTL time.Duration `yaml:"prompt_ttl"`
+	// MaxPromptBytes bounds a prompt's content.
+	MaxPromptBytes int `yaml:"max_prompt_bytes"`
 	// MaxSpawnBytes bounds the total size of files given to a child.
 	MaxSpawnBytes int64 `yaml:"max_spawn_bytes"`
 	// MaxSpawnFiles bounds the number of files given to or copied into a child.
@@ -115,6 +121,33 @@ type Process struct {
 	UIDBase int `yaml:"uid_base"`
 }
 
+// Docker configures the docker sandbox.
+type Docker struct {
+	// Host is the Docker Engine's address; empty means DOCKER_HOST or the
+	// local socket. The engine must run on this machine: workspaces are
+	// bind-mounted from the host.
+	Host string `yaml:"host"`
+	// Image runs every execution.
+	Image string `yaml:"image"`
+	// Network is the dedicated network executions join; empty means
+	// bpagents-<instance id>. It is created when missing and must not be
+	// shared with another system instance.
+	Network string `yaml:"network"`
+	// APIPort is the port the API listens on for agents, at the network's
+	// gateway address. 0 means addr's port when it is free there, else any.
+	APIPort int `yaml:"api_port"`
+	// TmpfsMB is the size of each execution's /tmp.
+	TmpfsMB int64 `yaml:"tmpfs_mb"`
+	// UIDBase: when running as root, agent n runs as uid/gid UIDBase+n,
+	// owner of its workspace. 0, or not root, runs agents as this process's
+	// uid/gid.
+	UIDBase int `yaml:"uid_base"`
+	// Firewall keeps host firewall rules (iptables) that let executions
+	// reach the API's port and nothing else on the host. Turning it off
+	// leaves every port of the host's gateway address reachable.
+	Firewall bool `yaml:"firewall"`
+}
+
 // API configures the HTTP server.
 type API struct {
 	MaxBodyBytes      int64 `yaml:"max_body_bytes"`
@@ -128,7 +161,7 @@ var ResourceNames = []string{"cpu", "memory_mb", "tokens", "attention"}
 var Mechanisms = []string{"first-price", "critical"}
 
 // Sandboxes are the known sandbox backends.
-var Sandboxes = []string{"auto", "process"}
+var Sandboxes = []string{"auto", "docker", "process"}
 
 // Default returns the SPEC's defaults with home set to the current directory.
 func Default() Config {
@@ -146,6 +179,8 @@ func Default() Config {
 			MessageFee:      money.Credits(1),
 			MaxMessageBytes: 4096,
 			RewardWeight:    money.Credits(50),
+			PromptTTL:       time.Hour,
+			MaxPromptBytes:  8192,
 			MaxSpawnBytes:   4 << 20,
 			MaxSpawnFiles:   1000,
 		},
@@ -177,6 +212,12 @@ func Default() Config {
 			MaxProcs:    128,
 		},
 		Process: Process{UIDBase: 200000},
+		Docker: Docker{
+			Image:    "bp-agent-runner:latest",
+			TmpfsMB:  64,
+			UIDBase:  200000,
+			Firewall: true,
+		},
 		API: API{
 			MaxBodyBytes:      1 << 20,
 			MaxSpawnBodyBytes: 8 << 20,
@@ -248,6 +289,17 @@ func (c *Config) validateEconomy(bad badFunc) {
 	}
 	if e.RewardWeight < 0 {
 		bad("economy.reward_weight", "must not be negative, got %s", e.RewardWeight)
+	}
+	// A rating mints at most 30 points × reward_weight, which must stay a valid amount.
+	if e.RewardWeight > money.Max/30 {
+		bad("economy.reward_weight", "must be at most %s (a rating of 30 points must mint at most %s), got %s",
+			money.Max/30, money.Max, e.RewardWeight)
+	}
+	if e.PromptTTL < time.Second || e.PromptTTL > 365*24*time.Hour {
+		bad("economy.prompt_ttl", "must be between 1s and 8760h, got %s", e.PromptTTL)
+	}
+	if e.MaxPromptBytes < 1 || e.MaxPromptBytes > 1<<20 {
+		bad("economy.max_prompt_bytes", "must be between 1 and 1048576, got %d", e.MaxPromptBytes)
 	}
 	if e.MaxMessageBytes < 1 || e.MaxMessageBytes > 1<<20 {
 		bad("economy.max_message_bytes", "must be between 1 and 1048576, got %d", e.MaxMessageBytes)
@@ -353,12 +405,46 @@ func (c *Config) validateRest(bad badFunc) {
 	if c.Process.UIDBase < 0 || c.Process.UIDBase > 1<<30 {
 		bad("process.uid_base", "must be between 0 and 2^30, got %d", c.Process.UIDBase)
 	}
+	c.validateDocker(bad)
 	if c.API.MaxBodyBytes < 1024 {
 		bad("api.max_body_bytes", "must be at least 1024, got %d", c.API.MaxBodyBytes)
 	}
 	if c.API.MaxSpawnBodyBytes < c.API.MaxBodyBytes {
 		bad("api.max_spawn_body_bytes", "must be at least api.max_body_bytes")
 	}
+}
+
+func (c *Config) validateDocker(bad badFunc) {
+	d := c.Docker
+	if d.Image == "" || strings.ContainsAny(d.Image, " \t\n") {
+		bad("docker.image", "must be an image reference such as bp-agent-runner:latest, got %q", d.Image)
+	}
+	if d.Network != "" && !validDockerName(d.Network) {
+		bad("docker.network", "must start with a letter or digit and hold only letters, digits, '_', '.' and '-' (at most 64), got %q", d.Network)
+	}
+	if d.APIPort < 0 || d.APIPort > 65535 {
+		bad("docker.api_port", "must be between 0 and 65535, got %d", d.APIPort)
+	}
+	if d.TmpfsMB < 1 || d.TmpfsMB > 1<<20 {
+		bad("docker.tmpfs_mb", "must be between 1 and 1048576, got %d", d.TmpfsMB)
+	}
+	if d.UIDBase < 0 || d.UIDBase > 1<<30 {
+		bad("docker.uid_base", "must be between 0 and 2^30, got %d", d.UIDBase)
+	}
+}
+
+// validDockerName accepts names Docker accepts for networks and containers.
+func validDockerName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i, r := range s {
+		alnum := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+		if !alnum && (i == 0 || r != '_' && r != '.' && r != '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // DataDir is where the database and operator token live.

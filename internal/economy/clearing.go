@@ -18,16 +18,19 @@ type ClearResult struct {
 	Expired int
 	Winners int
 	Revenue money.Micro
+	// ExpiredPrompts counts prompts whose time for a rating ran out.
+	ExpiredPrompts int
 	// Queued are the executions created for this cycle's winners.
 	Queued []store.Execution
 	Took   time.Duration
 }
 
 // Clear runs one market cycle in one transaction: advance the cycle, expire
-// bids past their TTL (releasing holds), clear the pending bids against the
-// free capacity, settle each winner's hold (payment burned, any difference
-// released), queue an execution per winner, move posted prices, and record
-// the clearing. Everything commits together or not at all.
+// bids past their TTL (releasing holds) and prompts past theirs, clear the
+// pending bids against the free capacity, settle each winner's hold (payment
+// burned, any difference released), queue an execution per winner, move
+// posted prices, and record the clearing. Everything commits together or not
+// at all.
 func (e *Economy) Clear(ctx context.Context) (ClearResult, error) {
 	var res ClearResult
 	started := time.Now()
@@ -47,6 +50,9 @@ func (e *Economy) Clear(ctx context.Context) (ClearResult, error) {
 			return err
 		}
 		res.Pending = len(bids)
+		if res.ExpiredPrompts, err = e.expirePrompts(ctx, tx, s); err != nil {
+			return err
+		}
 		in, states, err := e.clearingInput(ctx, tx, bids)
 		if err != nil {
 			return err

@@ -38,6 +38,12 @@ type Settings struct {
 	MaxMessageBytes int
 	SpawnLimits     agents.Limits
 
+	// RewardWeight is minted per score point of a rated prompt; PromptTTL is
+	// how long a prompt waits for a rating; MaxPromptBytes bounds its content.
+	RewardWeight   money.Micro
+	PromptTTL      time.Duration
+	MaxPromptBytes int
+
 	Capacity           market.Capacity
 	InitialPrices      market.Prices
 	PriceRules         market.PriceRules

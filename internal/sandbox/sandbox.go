@@ -108,6 +108,17 @@ type ExecutionSandbox interface {
 	Close() error
 }
 
+// AgentNetwork is implemented by backends that put executions on a network
+// of their own, from which the host's loopback is out of reach. The system
+// API must then also listen at APIHost, and the backend must learn the port
+// so that executions reach the API there and nothing else.
+type AgentNetwork interface {
+	// APIHost is the host's IP address on the sandbox network.
+	APIHost() string
+	// AllowAPI lets executions reach the system API at APIHost():port.
+	AllowAPI(ctx context.Context, port int) error
+}
+
 // Handle is one started execution.
 type Handle interface {
 	// Wait blocks until the execution ends and returns its result. ctx only

@@ -48,6 +48,7 @@ type Tx interface {
 	Messages
 	Markets
 	Idempotency
+	Prompts
 }
 
 // Meta holds small named values: the instance id, the cycle counter.
@@ -299,6 +300,8 @@ type Messages interface {
 	InsertMessage(ctx context.Context, m *Message) error
 	// Inbox lists messages to agentID, unread first, then newest first.
 	Inbox(ctx context.Context, agentID string, limit int) ([]Message, error)
+	// ListMessages lists messages newest first, without marking them read.
+	ListMessages(ctx context.Context, f MessageFilter) ([]Message, error)
 	MarkRead(ctx context.Context, ids []string, at time.Time) error
 }
 

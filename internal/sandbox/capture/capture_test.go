@@ -1,4 +1,4 @@
-package process
+package capture
 
 import (
 	"bytes"
@@ -6,19 +6,7 @@ import (
 	"testing"
 )
 
-// wantCapped is the reference model: the whole stream when it fits, else its
-// first limit/2 bytes and its last limit-limit/2 bytes.
-func wantCapped(stream []byte, limit int) ([]byte, int64) {
-	if len(stream) <= limit {
-		return stream, 0
-	}
-	h := limit / 2
-	t := limit - h
-	out := append(append([]byte{}, stream[:h]...), stream[len(stream)-t:]...)
-	return out, int64(len(stream) - limit)
-}
-
-func TestCappedOutput(t *testing.T) {
+func TestBuffer(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name   string
@@ -38,7 +26,7 @@ func TestCappedOutput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := newCappedOutput(tt.limit)
+			c := New(tt.limit)
 			var stream []byte
 			for _, ch := range tt.chunks {
 				if n, err := c.Write([]byte(ch)); n != len(ch) || err != nil {
@@ -46,7 +34,7 @@ func TestCappedOutput(t *testing.T) {
 				}
 				stream = append(stream, ch...)
 			}
-			want, dropped := wantCapped(stream, tt.limit)
+			want, dropped := Expected(stream, tt.limit)
 			if got := c.Bytes(); !bytes.Equal(got, want) {
 				t.Errorf("Bytes() = %q, want %q", got, want)
 			}
@@ -57,26 +45,26 @@ func TestCappedOutput(t *testing.T) {
 	}
 }
 
-func TestCappedOutputDefaultLimit(t *testing.T) {
+func TestBufferDefaultLimit(t *testing.T) {
 	t.Parallel()
-	c := newCappedOutput(0)
-	big := bytes.Repeat([]byte("x"), DefaultOutputLimit+100)
+	c := New(0)
+	big := bytes.Repeat([]byte("x"), DefaultLimit+100)
 	c.Write(big)
-	if got := len(c.Bytes()); got != DefaultOutputLimit {
-		t.Errorf("kept %d bytes, want %d", got, DefaultOutputLimit)
+	if got := len(c.Bytes()); got != DefaultLimit {
+		t.Errorf("kept %d bytes, want %d", got, DefaultLimit)
 	}
 	if got := c.Dropped(); got != 100 {
 		t.Errorf("Dropped() = %d, want 100", got)
 	}
 }
 
-// TestCappedOutputRandom checks random write sequences against the model.
-func TestCappedOutputRandom(t *testing.T) {
+// TestBufferRandom checks random write sequences against the model.
+func TestBufferRandom(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range 500 {
 		limit := 1 + rng.IntN(64)
-		c := newCappedOutput(limit)
+		c := New(limit)
 		var stream []byte
 		for range rng.IntN(20) {
 			chunk := make([]byte, rng.IntN(3*limit))
@@ -86,7 +74,7 @@ func TestCappedOutputRandom(t *testing.T) {
 			c.Write(chunk)
 			stream = append(stream, chunk...)
 		}
-		want, dropped := wantCapped(stream, limit)
+		want, dropped := Expected(stream, limit)
 		if got := c.Bytes(); !bytes.Equal(got, want) || c.Dropped() != dropped {
 			t.Fatalf("case %d (limit %d, %d bytes): got %q dropped %d, want %q dropped %d",
 				i, limit, len(stream), got, c.Dropped(), want, dropped)

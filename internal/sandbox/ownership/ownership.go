@@ -1,6 +1,15 @@
 //go:build linux
 
-package process
+// Package ownership owns handing an agent's workspace to the user id the
+// agent runs as: the workspace and everything in it belong to that uid and
+// the workspace is mode 0700, so no other agent's uid can enter it, while the
+// host operator (root) keeps full use of the files. Sandbox backends that run
+// each agent under its own uid share it.
+//
+// It must never follow a symbolic link inside a workspace, change a file
+// outside the workspace (a hard link to one is left alone) or decide which
+// uid an agent gets.
+package ownership
 
 import (
 	"fmt"
@@ -10,9 +19,9 @@ import (
 	"syscall"
 )
 
-// checkWorkspace verifies that ws is an absolute path to a real directory
+// CheckDir verifies that ws is an absolute path to a real directory
 // (not a symbolic link).
-func checkWorkspace(ws string) error {
+func CheckDir(ws string) error {
 	if !filepath.IsAbs(ws) {
 		return fmt.Errorf("workspace %q: not an absolute path", ws)
 	}
@@ -26,12 +35,12 @@ func checkWorkspace(ws string) error {
 	return nil
 }
 
-// ownWorkspace gives the workspace and everything in it to uid:gid and
+// Give gives the workspace and everything in it to uid:gid and
 // makes the workspace itself mode 0700, so that only its agent can enter it.
 // It never follows a symbolic link (Lchown changes the link itself), and it
 // leaves alone any non-directory with several hard links that the agent does
 // not own already: such a link could point at a file outside the workspace.
-func ownWorkspace(ws string, uid, gid int) error {
+func Give(ws string, uid, gid int) error {
 	err := filepath.WalkDir(ws, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -60,7 +69,7 @@ func ownWorkspace(ws string, uid, gid int) error {
 	}
 	// The walk checked the root is a directory, not a link; chmod follows
 	// links, so check again right before it.
-	if err := checkWorkspace(ws); err != nil {
+	if err := CheckDir(ws); err != nil {
 		return err
 	}
 	if err := os.Chmod(ws, 0o700); err != nil {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpagents/bpagents/internal/sandbox"
+	"github.com/bpagents/bpagents/internal/sandbox/capture"
 )
 
 // killTimeout bounds how long killing a sandbox's processes may take.
@@ -37,7 +38,7 @@ type handle struct {
 	startedAt time.Time
 	timer     *time.Timer
 
-	out     *cappedOutput
+	out     *capture.Buffer
 	outR    *os.File
 	outDone chan struct{}
 
@@ -60,7 +61,7 @@ func newHandle(s *Sandbox, spec sandbox.Spec, p plan) *handle {
 		sb:       s,
 		spec:     spec,
 		limits:   p.limits,
-		out:      newCappedOutput(spec.OutputLimit),
+		out:      capture.New(spec.OutputLimit),
 		outDone:  make(chan struct{}),
 		execDone: make(chan struct{}),
 		done:     make(chan struct{}),

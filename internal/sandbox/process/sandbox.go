@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bpagents/bpagents/internal/sandbox"
+	"github.com/bpagents/bpagents/internal/sandbox/capture"
 )
 
 // Sandbox is the process backend. It is safe for concurrent use.
@@ -155,7 +156,7 @@ func (s *Sandbox) runProbe(ns, uids bool) error {
 		return err
 	}
 	defer hp.status.Close()
-	out := newCappedOutput(2048)
+	out := capture.New(2048)
 	outDone := make(chan struct{})
 	go func() { defer close(outDone); copyOutput(out, outR) }()
 	cfg := initConfig{Probe: true, Namespaces: ns, Hostname: "probe", UID: -1, GID: -1}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bpagents/bpagents/internal/sandbox"
+	"github.com/bpagents/bpagents/internal/sandbox/capture"
 )
 
 func TestCapabilitiesAsRoot(t *testing.T) {
@@ -202,7 +203,7 @@ func TestOutputIsCombinedAndCapped(t *testing.T) {
 		for i := range 20000 {
 			fmt.Fprintf(&full, "%06d\n", i)
 		}
-		want, dropped := wantCapped([]byte(full.String()), 1000)
+		want, dropped := capture.Expected([]byte(full.String()), 1000)
 		if string(res.Output) != string(want) || res.OutputDropped != dropped {
 			t.Errorf("output %d bytes (dropped %d), want %d (dropped %d); head %q tail %q",
 				len(res.Output), res.OutputDropped, len(want), dropped,

@@ -18,6 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bpagents/bpagents/internal/sandbox"
+	"github.com/bpagents/bpagents/internal/sandbox/capture"
+	"github.com/bpagents/bpagents/internal/sandbox/ownership"
 )
 
 // plan is everything Start derived from a Spec before launching.
@@ -64,7 +66,7 @@ func (s *Sandbox) plan(spec sandbox.Spec) (plan, error) {
 	if len(spec.Command) == 0 || spec.Command[0] == "" {
 		return plan{}, fmt.Errorf("execution %s: empty command", spec.ExecutionID)
 	}
-	if err := checkWorkspace(spec.Workspace); err != nil {
+	if err := ownership.CheckDir(spec.Workspace); err != nil {
 		return plan{}, err
 	}
 	l := spec.Limits
@@ -200,7 +202,7 @@ func countTasks(uid int) int64 {
 // the cgroup, records it and lets it proceed.
 func (s *Sandbox) launch(h *handle, p plan) error {
 	if p.uid >= 0 {
-		if err := ownWorkspace(h.spec.Workspace, p.uid, p.gid); err != nil {
+		if err := ownership.Give(h.spec.Workspace, p.uid, p.gid); err != nil {
 			return err
 		}
 	}
@@ -337,7 +339,7 @@ func readStatus(f *os.File) string {
 }
 
 // copyOutput copies r into out until r ends or is closed.
-func copyOutput(out *cappedOutput, r io.Reader) {
+func copyOutput(out *capture.Buffer, r io.Reader) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := r.Read(buf)

@@ -159,6 +159,31 @@ CREATE TABLE idempotency (
 	PRIMARY KEY (principal, key)
 );
 `,
+	// 2: prompts to the operator (human attention).
+	`
+CREATE TABLE prompts (
+	seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+	id             TEXT NOT NULL UNIQUE,
+	agent_id       TEXT NOT NULL,
+	execution_id   TEXT NOT NULL UNIQUE,
+	content        TEXT NOT NULL,
+	bid_amount     INTEGER NOT NULL DEFAULT 0 CHECK (bid_amount >= 0),
+	status         TEXT NOT NULL CHECK (status IN ('pending', 'rated', 'expired')),
+	created_at     INTEGER NOT NULL,
+	cycle          INTEGER NOT NULL,
+	expires_at     INTEGER NOT NULL,
+	interesting    INTEGER NOT NULL DEFAULT 0 CHECK (interesting BETWEEN 0 AND 10),
+	useful         INTEGER NOT NULL DEFAULT 0 CHECK (useful BETWEEN 0 AND 10),
+	understandable INTEGER NOT NULL DEFAULT 0 CHECK (understandable BETWEEN 0 AND 10),
+	reason         TEXT NOT NULL DEFAULT '',
+	reward         INTEGER NOT NULL DEFAULT 0 CHECK (reward >= 0),
+	rated_at       INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX prompts_queue ON prompts(status, bid_amount DESC, seq);
+CREATE INDEX prompts_due ON prompts(status, expires_at);
+CREATE INDEX prompts_agent ON prompts(agent_id, seq);
+CREATE INDEX messages_to_seq ON messages(to_id, seq);
+`,
 }
 
 // SchemaVersion is the version a fully migrated database has.

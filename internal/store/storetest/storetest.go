@@ -45,6 +45,8 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ResourceStates", testResourceStates},
 		{"Clearings", testClearings},
 		{"Idempotency", testIdempotency},
+		{"Prompts", testPrompts},
+		{"ListMessages", testListMessages},
 		{"RollbackOnError", testRollbackOnError},
 		{"RollbackOnPanic", testRollbackOnPanic},
 		{"CancelledContext", testCancelledContext},
