@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +26,9 @@ import (
 )
 
 var binary string
+
+// uidRanges numbers the servers a test run starts.
+var uidRanges atomic.Int64
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "bpagents-e2e-")
@@ -101,7 +105,11 @@ func startServer(t *testing.T, home string, extra ...string) *server {
 	addr := freePort(t)
 	args := append([]string{"up", "--home", home, "--addr", addr, "--sandbox", "process"}, extra...)
 	cmd := exec.Command(binary, args...)
-	cmd.Env = append(os.Environ(), "BPAGENTS_LOG_FORMAT=json", "BPAGENTS_LOG_LEVEL=info")
+	// Each server's agents get their own range of user ids, so processes are
+	// counted per test even while other tests run agents on this host.
+	uidBase := 1_000_000 + 20_000*(os.Getpid()%500) + 1_000*int(uidRanges.Add(1)%20)
+	cmd.Env = append(os.Environ(), "BPAGENTS_LOG_FORMAT=json", "BPAGENTS_LOG_LEVEL=info",
+		fmt.Sprintf("BPAGENTS_PROCESS_UID_BASE=%d", uidBase))
 	s := &server{t: t, home: home, url: "http://" + addr, cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {

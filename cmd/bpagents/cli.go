@@ -357,7 +357,12 @@ func cmdLogs(ctx context.Context, args []string) error {
 	if *cf.json {
 		return printJSON(logs)
 	}
-	fmt.Print(logs.Output)
+	out := logs.Output
+	if isTerminal(os.Stdout) {
+		// Agent output is untrusted: no escape sequences reach a terminal.
+		out = safeText(out)
+	}
+	fmt.Print(out)
 	if logs.DroppedBytes > 0 {
 		fmt.Fprintf(os.Stderr, "(%d bytes were cut from the middle)\n", logs.DroppedBytes)
 	}
@@ -401,4 +406,10 @@ func printTree(w io.Writer, agents []economy.AgentView) {
 	for _, r := range roots {
 		walk(r, "", true, true)
 	}
+}
+
+// isTerminal reports whether f is a character device (a terminal).
+func isTerminal(f *os.File) bool {
+	info, err := f.Stat()
+	return err == nil && info.Mode()&os.ModeCharDevice != 0
 }

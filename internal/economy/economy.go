@@ -81,6 +81,9 @@ func New(st store.Store, set Settings, ws agents.Workspaces, genesis fs.FS, log 
 	if e.now == nil {
 		e.now = func() time.Time { return time.Now().UTC() }
 	}
+	// The store keeps microseconds: answer with what a later read will show.
+	clock := e.now
+	e.now = func() time.Time { return clock().Truncate(time.Microsecond) }
 	if e.changed == nil {
 		e.changed = func() {}
 	}
