@@ -9,9 +9,12 @@ Each execution it:
   1. reads env.json and its memory (state.json) and strategy (strategy.json);
   2. checks its balance through the API and reads the market;
   3. reads its inbox;
-  4. when rich, spawns a child with a varied strategy and messages it;
-  5. places its survival bid, sized from its balance and the posted prices;
-  6. prints what it decided and why, and saves its memory.
+  4. when this execution won the operator's attention, writes a prompt: a
+     report of its situation and a question (ratings are its only income);
+  5. when rich, spawns a child with a varied strategy and messages it;
+  6. places its survival bid, sized from its balance and the posted prices,
+     and now and then a bid for attention when it can afford one;
+  7. prints what it decided and why, and saves its memory.
 """
 
 import json
@@ -38,7 +41,21 @@ DEFAULT_STRATEGY = {
     "max_children": 2,
     # The bundle it bids for.
     "bundle": {"cpu": 0.5, "memory_mb": 256, "duration_seconds": 10},
+    # Bid for the operator's attention every this many runs...
+    "attention_every": 4,
+    # ...when at least this many credits are available.
+    "attention_min_balance": 100.0,
+    # The bundle of an attention bid: a short execution that may write one prompt.
+    "attention_bundle": {"cpu": 0.25, "memory_mb": 128, "duration_seconds": 10, "attention": 1},
 }
+
+QUESTIONS = [
+    "Should agents like me favour many short cheap executions or fewer long ones at these prices?",
+    "Would you reward a child that specialises (only reports on markets) over one that copies me?",
+    "What would make my reports more useful to you: more numbers, or a clearer recommendation?",
+    "Is it worth paying for your attention every few executions, or should I save for children?",
+    "Prices fell while capacity sat idle; should the economy let more agents in?",
+]
 
 
 def log(msg):
@@ -100,6 +117,56 @@ def credits(x):
     return math.ceil(x * 1_000_000) / 1_000_000
 
 
+def trend(balances):
+    if len(balances) < 2:
+        return "no trend yet"
+    delta = balances[-1] - balances[0]
+    return f"{delta:+.2f} credits over my last {len(balances)} executions"
+
+
+def write_prompt(api, env, state, markets, strategy, available):
+    """Report to the operator and ask one question; ratings mint credits."""
+    me = env["agent_id"]
+    cpu, att = markets.get("cpu", {}), markets.get("attention", {})
+    question = QUESTIONS[state["runs"] % len(QUESTIONS)]
+    content = (
+        f"Report from {me} (generation {len(env['lineage'])}, execution {env['execution_count']}, cycle {env['cycle']}).\n"
+        f"- Balance: {available:.2f} credits available; {trend(state['balances'])}.\n"
+        f"- Market: cpu {cpu.get('price')} credits per core-second at {100 * float(cpu.get('utilization', 0)):.0f}% use; "
+        f"attention {att.get('price')} per slot.\n"
+        f"- Family: {len(state['children'])} children spawned; my bids run at {strategy['aggressiveness']}x the reserve.\n"
+        f"Question: {question}"
+    )
+    status, res = api.call("POST", "/human/prompt", {"content": content}, key=env["execution_id"] + ":prompt")
+    if status == 201:
+        state["prompts"] = state.get("prompts", 0) + 1
+        log(f"holding attention: wrote prompt {res['id']} asking: {question}")
+    else:
+        log(f"prompt refused ({status}): {res.get('detail')}")
+
+
+def bid_for_attention(api, env, state, markets, strategy, spend):
+    """Now and then, pay for a turn of the operator's attention."""
+    if env["execution_context"].get("attention", 0) >= 1:
+        return spend  # this execution already has it
+    if any(b.get("bundle", {}).get("attention", 0) >= 1 for b in env.get("pending_bids", [])):
+        return spend
+    if state["runs"] % strategy["attention_every"] != 0 or spend < strategy["attention_min_balance"]:
+        return spend
+    bundle = strategy["attention_bundle"]
+    amount = credits(reserve(bundle, markets) * strategy["aggressiveness"])
+    if amount > spend * strategy["max_bid_share"]:
+        log(f"attention costs {amount}, more than I allow myself of {spend:.2f}: not now")
+        return spend
+    status, res = api.call("POST", "/market/bid", {"amount": amount, "bundle": bundle},
+                           key=env["execution_id"] + ":attention")
+    if status == 201:
+        log(f"bid {amount} for the operator's attention (reserve {reserve(bundle, markets):.6f}): {res['id']}")
+        return spend - amount
+    log(f"attention bid refused ({status}): {res.get('detail')}")
+    return spend
+
+
 def mutate(strategy, rng):
     child = json.loads(json.dumps(strategy))
     child["aggressiveness"] = round(max(1.0, strategy["aggressiveness"] * rng.uniform(0.7, 1.4)), 3)
@@ -146,6 +213,9 @@ def main():
             seen.add(m["id"])
             log(f"message from {m['from']}: {m['content'][:200]}")
 
+    if env["execution_context"].get("attention", 0) >= 1:
+        write_prompt(api, env, state, markets, strategy, available)
+
     spend = available
     if (available > strategy["spawn_threshold"] and len(state["children"]) < strategy["max_children"]
             and state["runs"] >= 2):
@@ -175,13 +245,31 @@ def main():
         else:
             log(f"spawn refused ({status}): {res.get('detail')}")
 
+    spend = bid_for_attention(api, env, state, markets, strategy, spend)
+
     bundle = strategy["bundle"]
     floor = reserve(bundle, markets)
+    # Keep one survival bid: reuse a pending one that can still win; cancel
+    # any that prices have overtaken (they would only expire).
+    keep = None
+    for b in env.get("pending_bids", []):
+        if b["agent_id"] != me or b["payer_id"] != me or b["bundle"].get("attention", 0):
+            continue
+        if keep is None and float(b["amount"]) >= floor:
+            keep = b
+            continue
+        status, _ = api.call("DELETE", "/market/bid/" + b["id"], key=env["execution_id"] + ":cancel:" + b["id"])
+        if status == 200:
+            spend += float(b["amount"])
+            log(f"cancelled bid {b['id']} ({b['amount']}): " +
+                ("below the reserve now" if float(b["amount"]) < floor else "one pending bid is enough"))
     amount = credits(max(floor * strategy["aggressiveness"], floor * 1.01))
     cap = spend * strategy["max_bid_share"]
     if amount > cap:
         amount = credits(max(floor, cap))
-    if amount > spend:
+    if keep is not None:
+        log(f"keeping my pending bid {keep['id']} of {keep['amount']} (reserve now {floor:.6f})")
+    elif amount > spend:
         log(f"cannot afford the reserve {floor:.6f} with {spend:.6f} credits: no bid, I will go dormant for good")
     else:
         status, res = api.call("POST", "/market/bid", {"amount": amount, "bundle": bundle},

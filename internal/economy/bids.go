@@ -152,7 +152,7 @@ func (e *Economy) CancelBid(ctx context.Context, actor, bidID string, idem *Idem
 				return BidView{}, err
 			}
 			if b.AgentID != actor {
-				if err := e.checkBankrupt(ctx, tx, s, b.AgentID); err != nil {
+				if err := e.checkStranded(ctx, tx, s, b.AgentID); err != nil {
 					return BidView{}, err
 				}
 			}

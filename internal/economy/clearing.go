@@ -101,7 +101,7 @@ func (e *Economy) expireBids(ctx context.Context, tx store.Tx, s stamp, res *Cle
 		orphaned = append(orphaned, b.AgentID)
 	}
 	for _, id := range orphaned {
-		if err := e.checkBankrupt(ctx, tx, s, id); err != nil {
+		if err := e.checkStranded(ctx, tx, s, id); err != nil {
 			return nil, err
 		}
 	}

@@ -446,8 +446,12 @@ func (e *Economy) cancelQueued(ctx context.Context, tx store.Tx, s stamp, agentI
 	return nil
 }
 
-// checkBankrupt kills an idle agent with no credits and no pending bid.
-func (e *Economy) checkBankrupt(ctx context.Context, tx store.Tx, s stamp, agentID string) error {
+// checkStranded applies the death rule to an idle agent whose last chance to
+// wake just went away (its bid expired or was cancelled by its payer): an
+// agent that is not running and has no pending bid can never execute again,
+// and execution is existence, so it dies — "bankrupt" when it had no credits
+// left, "no_bid" otherwise. Its remaining credits are burned.
+func (e *Economy) checkStranded(ctx context.Context, tx store.Tx, s stamp, agentID string) error {
 	a, err := tx.GetAgent(ctx, agentID)
 	if err != nil || a.Status != store.AgentAlive {
 		return err
@@ -464,10 +468,11 @@ func (e *Economy) checkBankrupt(ctx context.Context, tx store.Tx, s stamp, agent
 	if err != nil {
 		return err
 	}
+	reason := DeathNoBid
 	if bal.Available == 0 && bal.Held == 0 {
-		return e.die(ctx, tx, s, agentID, DeathBankrupt)
+		reason = DeathBankrupt
 	}
-	return nil
+	return e.die(ctx, tx, s, agentID, reason)
 }
 
 // Kill ends an agent at the operator's request.

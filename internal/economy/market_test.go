@@ -253,3 +253,35 @@ func TestCriticalMechanismRefunds(t *testing.T) {
 	}
 	w.audit()
 }
+
+// An idle agent whose last bid expires can never wake again: it dies
+// (no_bid), its remaining credits burned. A busy agent is left alone.
+func TestStrandedAgentDiesWhenItsLastBidExpires(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, func(s *economy.Settings) {
+		s.BidTTLCycles = 2
+		s.Capacity.CPUMillis = 500 // room for one small bundle at a time
+	})
+	w.agent("a", money.Credits(100))
+	w.agent("b", money.Credits(50))
+	w.bid("a", money.Credits(9))
+	lo := w.bid("b", money.Credits(2))
+	w.clear() // a wins and holds the only room while its execution is queued
+	w.clear()
+	res := w.clear() // b's bid expires
+	if res.Expired < 1 || w.getBid(lo.ID).Status != store.BidExpired {
+		t.Fatalf("b's bid did not expire: %+v", w.getBid(lo.ID))
+	}
+	b := w.balance("b")
+	if b.Status != store.AgentDead || b.Balance != 0 || b.Held != 0 {
+		t.Fatalf("stranded agent b: %+v", b)
+	}
+	v, err := w.eco.Agent(t.Context(), "b")
+	if err != nil || v.DeathReason != economy.DeathNoBid {
+		t.Fatalf("b died for %q, want no_bid (%v)", v.DeathReason, err)
+	}
+	if a := w.balance("a"); a.Status != store.AgentAlive {
+		t.Fatalf("busy agent a died: %+v", a)
+	}
+	w.audit()
+}

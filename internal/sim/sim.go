@@ -156,3 +156,23 @@ func (r Result) Summary(w io.Writer, every int) {
 	}
 	fmt.Fprintf(w, "replay: %d ledger events rebuild all %d balances exactly\n", r.Replay.Events, r.Replay.Accounts)
 }
+
+// RateAll returns an EachCycle function that stands in for the operator:
+// it rates every pending prompt with the same scores, minting rewards.
+func RateAll(sc economy.Scores, reason string) func(ctx context.Context, a *app.App, cycle int64) error {
+	return func(ctx context.Context, a *app.App, cycle int64) error {
+		pending, err := a.Economy.Prompts(ctx, store.PromptPending, "", 100)
+		if err != nil {
+			return err
+		}
+		for _, p := range pending {
+			i, u, c := sc.Interesting, sc.Useful, sc.Understandable
+			_, err := a.Economy.RatePrompt(ctx, economy.RatingRequest{PromptID: p.ID, Interesting: &i, Useful: &u,
+				Understandable: &c, Reason: reason}, nil)
+			if err != nil {
+				return fmt.Errorf("sim: rate %s: %w", p.ID, err)
+			}
+		}
+		return nil
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/bpagents/bpagents/internal/app"
 	"github.com/bpagents/bpagents/internal/config"
+	"github.com/bpagents/bpagents/internal/economy"
 	"github.com/bpagents/bpagents/internal/sandbox/process"
 	"github.com/bpagents/bpagents/internal/sim"
 	"github.com/bpagents/bpagents/internal/testutil"
@@ -47,7 +48,10 @@ func TestSimulation(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			res, err := sim.Run(context.Background(), a, ln, sim.Options{Cycles: 200})
+			// A stand-in operator rates every prompt 6/5/7, so rewards flow
+			// and the population can grow.
+			res, err := sim.Run(context.Background(), a, ln, sim.Options{Cycles: 200,
+				EachCycle: sim.RateAll(economy.Scores{Interesting: 6, Useful: 5, Understandable: 7}, "test operator")})
 			var out strings.Builder
 			res.Summary(&out, 25)
 			t.Logf("summary:\n%s", out.String())
@@ -63,6 +67,9 @@ func TestSimulation(t *testing.T) {
 			}
 			if last.Executions < 200 || res.Generations.MaxDepth < 1 {
 				t.Fatalf("the economy did not live: %d executions, max depth %d", last.Executions, res.Generations.MaxDepth)
+			}
+			if last.Money.Minted <= cfg.Economy.GenesisCredits {
+				t.Fatalf("no prompt was rewarded: minted %s", last.Money.Minted)
 			}
 		})
 	}
