@@ -45,13 +45,14 @@ type Config struct {
 	// LogFormat is auto (text on a terminal, JSON otherwise), text or json.
 	LogFormat string `yaml:"log_format"`
 
-	Economy   Economy   `yaml:"economy"`
-	Market    Market    `yaml:"market"`
-	Genesis   Genesis   `yaml:"genesis"`
-	Execution Execution `yaml:"execution"`
-	Process   Process   `yaml:"process"`
-	Docker    Docker    `yaml:"docker"`
-	API       API       `yaml:"api"`
+	Economy      Economy      `yaml:"economy"`
+	Market       Market       `yaml:"market"`
+	Genesis      Genesis      `yaml:"genesis"`
+	Execution    Execution    `yaml:"execution"`
+	Process      Process      `yaml:"process"`
+	Docker       Docker       `yaml:"docker"`
+	API          API          `yaml:"api"`
+	Intelligence Intelligence `yaml:"intelligence"`
 }
 
 // Economy holds fees and endowments.
@@ -222,6 +223,7 @@ func Default() Config {
 			MaxBodyBytes:      1 << 20,
 			MaxSpawnBodyBytes: 8 << 20,
 		},
+		Intelligence: defaultIntelligence(),
 	}
 }
 
@@ -406,6 +408,7 @@ func (c *Config) validateRest(bad badFunc) {
 		bad("process.uid_base", "must be between 0 and 2^30, got %d", c.Process.UIDBase)
 	}
 	c.validateDocker(bad)
+	c.validateIntelligence(bad)
 	if c.API.MaxBodyBytes < 1024 {
 		bad("api.max_body_bytes", "must be at least 1024, got %d", c.API.MaxBodyBytes)
 	}

@@ -67,6 +67,9 @@ func (e *Economy) Clear(ctx context.Context) (ClearResult, error) {
 			res.Revenue += w.Pay
 		}
 		res.Winners = len(plan.Winners)
+		if err := e.realTokenUse(ctx, tx, plan.Utilization); err != nil {
+			return err
+		}
 		prices := market.Adjust(in.Prices, plan.Utilization, e.set.PriceRules)
 		for _, st := range states {
 			st.Price = prices.Of(st.Resource)
@@ -100,12 +103,17 @@ func (e *Economy) expireBids(ctx context.Context, tx store.Tx, s stamp, res *Cle
 		res.Expired++
 		orphaned = append(orphaned, b.AgentID)
 	}
+	if len(orphaned) == 0 {
+		return live, nil
+	}
 	for _, id := range orphaned {
 		if err := e.checkStranded(ctx, tx, s, id); err != nil {
 			return nil, err
 		}
 	}
-	return live, nil
+	// A death voids every bid its agent paid or would wake from: read what
+	// is still pending.
+	return tx.PendingBids(ctx)
 }
 
 // clearingInput gathers the market's view: free capacity, busy agents, prices.
@@ -200,4 +208,24 @@ func (e *Economy) recordClearing(ctx context.Context, tx store.Tx, s stamp, res 
 	return emit(ctx, tx, s, "market.cleared", "", "cycle:"+strconv.FormatInt(s.cycle, 10), map[string]any{
 		"cycle": s.cycle, "mechanism": plan.Mechanism, "pending": res.Pending, "winners": winners,
 		"expired": res.Expired, "revenue": res.Revenue, "utilization": plan.Utilization, "prices": c.Prices})
+}
+
+// realTokenUse replaces the tokens market's utilization by the tokens agents
+// actually consumed through the intelligence proxy since the last clearing
+// (a share of capacity), and starts the count again: reserving tokens in a
+// bundle is not using them, and the price should follow use.
+func (e *Economy) realTokenUse(ctx context.Context, tx store.Tx, util map[market.Resource]float64) error {
+	used, err := tokensSinceClearing(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if used > 0 {
+		if err := tx.SetMeta(ctx, metaTokensUsed, "0"); err != nil {
+			return err
+		}
+	}
+	if c := e.set.Capacity.Tokens; c > 0 {
+		util[market.Tokens] = float64(used) / float64(c)
+	}
+	return nil
 }

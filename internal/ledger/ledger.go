@@ -48,6 +48,9 @@ const (
 	// KindRefund returns a payment the system could not honour (an execution
 	// it interrupted) from system:burn.
 	KindRefund Kind = "refund"
+	// KindInference charges an agent per model token consumed through the
+	// intelligence proxy, on top of its bundle's price.
+	KindInference Kind = "inference"
 	// KindPromptBid is what an agent pays, burned, to rank its prompt higher
 	// in the operator's queue; it is not refunded when the prompt expires.
 	KindPromptBid Kind = "prompt_bid"

@@ -259,6 +259,8 @@ type Execution struct {
 	PeakMemory int64
 	OutputSize int64
 	Dropped    int64
+	// TokensUsed counts model tokens consumed through the intelligence proxy.
+	TokensUsed int64
 }
 
 // ExecutionFilter selects executions, newest first.
@@ -279,6 +281,9 @@ type Executions interface {
 	ExecutionByToken(ctx context.Context, hash string) (Execution, error)
 	// UpdateExecution writes every mutable field of e (status, times, result).
 	UpdateExecution(ctx context.Context, e Execution) error
+	// AddTokensUsed adds n to an execution's consumed model tokens and
+	// returns the new total.
+	AddTokensUsed(ctx context.Context, executionID string, n int64) (int64, error)
 	SaveOutput(ctx context.Context, executionID string, output []byte) error
 	GetOutput(ctx context.Context, executionID string) ([]byte, error)
 }

@@ -12,7 +12,7 @@ import (
 
 const execCols = `seq, id, agent_id, bid_id, status, cycle, cpu_millis, memory_mb, duration_seconds, tokens, attention,
 	paid, token_hash, sandbox, created_at, started_at, deadline, ended_at, exit_code, reason, detail, cpu_seconds,
-	peak_memory, output_size, output_dropped`
+	peak_memory, output_size, output_dropped, tokens_used`
 
 func scanExecution(s scanner) (store.Execution, error) {
 	var e store.Execution
@@ -21,7 +21,7 @@ func scanExecution(s scanner) (store.Execution, error) {
 	err := s.Scan(&e.Seq, &e.ID, &e.AgentID, &e.BidID, &e.Status, &e.Cycle,
 		&e.Bundle.CPUMillis, &e.Bundle.MemoryMB, &e.Bundle.DurationSeconds, &e.Bundle.Tokens, &e.Bundle.Attention,
 		&paid, &token, &e.Sandbox, &created, &started, &deadline, &ended, &e.ExitCode, &e.Reason, &e.Detail,
-		&e.CPUSeconds, &e.PeakMemory, &e.OutputSize, &e.Dropped)
+		&e.CPUSeconds, &e.PeakMemory, &e.OutputSize, &e.Dropped, &e.TokensUsed)
 	if err != nil {
 		return store.Execution{}, mapErr(err)
 	}
@@ -87,6 +87,19 @@ func (t *tx) UpdateExecution(ctx context.Context, e store.Execution) error {
 		output_size = ?, output_dropped = ? WHERE id = ?`,
 		e.Status, nullable(e.TokenHash), e.Sandbox, ts(e.Started), ts(e.Deadline), ts(e.Ended), e.ExitCode, e.Reason,
 		e.Detail, e.CPUSeconds, e.PeakMemory, e.OutputSize, e.Dropped, e.ID))
+}
+
+func (t *tx) AddTokensUsed(ctx context.Context, executionID string, n int64) (int64, error) {
+	if n < 0 {
+		return 0, fmt.Errorf("execution %q: negative token count %d", executionID, n)
+	}
+	var total int64
+	err := t.tx.QueryRowContext(ctx, `UPDATE executions SET tokens_used = tokens_used + ? WHERE id = ? RETURNING tokens_used`,
+		n, executionID).Scan(&total)
+	if err != nil {
+		return 0, fmt.Errorf("execution %q: %w", executionID, mapErr(err))
+	}
+	return total, nil
 }
 
 func (t *tx) SaveOutput(ctx context.Context, executionID string, output []byte) error {

@@ -184,6 +184,10 @@ CREATE INDEX prompts_due ON prompts(status, expires_at);
 CREATE INDEX prompts_agent ON prompts(agent_id, seq);
 CREATE INDEX messages_to_seq ON messages(to_id, seq);
 `,
+	// 3: model tokens each execution consumed through the intelligence proxy.
+	`
+ALTER TABLE executions ADD COLUMN tokens_used INTEGER NOT NULL DEFAULT 0 CHECK (tokens_used >= 0);
+`,
 }
 
 // SchemaVersion is the version a fully migrated database has.

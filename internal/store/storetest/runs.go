@@ -202,6 +202,36 @@ func testOutput(t *testing.T, st store.Store) {
 	}
 }
 
+func testTokensUsed(t *testing.T, st store.Store) {
+	insertExecutions(t, st, execution("ex1", "a", 1))
+	var totals []int64
+	write(t, st, func(ctx context.Context, tx store.Tx) error {
+		for _, n := range []int64{0, 120, 30} {
+			total, err := tx.AddTokensUsed(ctx, "ex1", n)
+			if err != nil {
+				return err
+			}
+			totals = append(totals, total)
+		}
+		return nil
+	})
+	if fmt.Sprint(totals) != "[0 120 150]" {
+		t.Fatalf("AddTokensUsed totals = %v, want [0 120 150]", totals)
+	}
+	read(t, st, func(ctx context.Context, tx store.Tx) error {
+		e, err := tx.GetExecution(ctx, "ex1")
+		if err != nil {
+			return err
+		}
+		if e.TokensUsed != 150 {
+			t.Fatalf("TokensUsed = %d, want 150", e.TokensUsed)
+		}
+		_, err = tx.AddTokensUsed(ctx, "nope", 1)
+		wantErr(t, "AddTokensUsed of an unknown execution", err, store.ErrNotFound)
+		return nil
+	})
+}
+
 func testMessages(t *testing.T, st store.Store) {
 	msgs := []store.Message{
 		{ID: "m1", From: "a", To: "b", Content: "hello", Created: at(1), Cycle: 1},

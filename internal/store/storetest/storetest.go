@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Executions", testExecutions},
 		{"ExecutionByToken", testExecutionByToken},
 		{"Output", testOutput},
+		{"TokensUsed", testTokensUsed},
 		{"Messages", testMessages},
 		{"ResourceStates", testResourceStates},
 		{"Clearings", testClearings},
