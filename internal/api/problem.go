@@ -60,6 +60,12 @@ func statusOf(c economy.Code) int {
 		return http.StatusPaymentRequired
 	case economy.CodeLimit:
 		return http.StatusTooManyRequests
+	case economy.CodeUnavailable:
+		return http.StatusServiceUnavailable
+	case economy.CodeUpstream:
+		return http.StatusBadGateway
+	case economy.CodeUpstreamTimeout:
+		return http.StatusGatewayTimeout
 	case codeTooLarge:
 		return http.StatusRequestEntityTooLarge
 	case codeMediaType:

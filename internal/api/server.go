@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/bpagents/bpagents/internal/economy"
+	"github.com/bpagents/bpagents/internal/intelligence"
 )
 
 // Options configure a Server.
@@ -32,6 +33,8 @@ type Options struct {
 	Status func() RuntimeStatus
 	// KillExecution stops a running execution (operator action).
 	KillExecution func(id string) error
+	// Intelligence is the metered model proxy (nil: inference unavailable).
+	Intelligence *intelligence.Proxy
 }
 
 // RuntimeStatus is what the runtime adds to /status.
@@ -71,7 +74,7 @@ func New(eco *economy.Economy, log *slog.Logger, opt Options) *Server {
 	if s.opt.Status == nil {
 		s.opt.Status = func() RuntimeStatus { return RuntimeStatus{} }
 	}
-	s.routes = s.routeTable()
+	s.routes = append(s.routeTable(), s.inferenceRoutes()...)
 	s.mux = http.NewServeMux()
 	for _, rt := range s.routes {
 		rt := rt

@@ -18,6 +18,9 @@ const (
 	CodeLimit             Code = "limit"              // a configured limit is reached
 	CodeBelowReserve      Code = "below-reserve"      // a bid under the posted reserve price
 	CodeIdempotencyReuse  Code = "idempotency-key-reuse"
+	CodeUnavailable       Code = "unavailable"      // a service the call needs is not configured
+	CodeUpstream          Code = "upstream-error"   // an upstream service failed
+	CodeUpstreamTimeout   Code = "upstream-timeout" // an upstream service did not answer in time
 )
 
 // Error is a refusal with a precise, agent-readable detail. Extra carries
