@@ -102,6 +102,12 @@ func freePort(t *testing.T) string {
 // startServer runs `bpagents up` in home with extra flags.
 func startServer(t *testing.T, home string, extra ...string) *server {
 	t.Helper()
+	return startServerEnv(t, home, nil, extra...)
+}
+
+// startServerEnv is startServer with extra environment variables.
+func startServerEnv(t *testing.T, home string, env []string, extra ...string) *server {
+	t.Helper()
 	addr := freePort(t)
 	args := append([]string{"up", "--home", home, "--addr", addr, "--sandbox", "process"}, extra...)
 	cmd := exec.Command(binary, args...)
@@ -110,6 +116,7 @@ func startServer(t *testing.T, home string, extra ...string) *server {
 	uidBase := 1_000_000 + 20_000*(os.Getpid()%500) + 1_000*int(uidRanges.Add(1)%20)
 	cmd.Env = append(os.Environ(), "BPAGENTS_LOG_FORMAT=json", "BPAGENTS_LOG_LEVEL=info",
 		fmt.Sprintf("BPAGENTS_PROCESS_UID_BASE=%d", uidBase))
+	cmd.Env = append(cmd.Env, env...)
 	s := &server{t: t, home: home, url: "http://" + addr, cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {

@@ -47,6 +47,9 @@ DEFAULT_STRATEGY = {
     "attention_min_balance": 100.0,
     # The bundle of an attention bid: a short execution that may write one prompt.
     "attention_bundle": {"cpu": 0.25, "memory_mb": 128, "duration_seconds": 10, "attention": 1},
+    # Model tokens added to an attention bid when the system offers a model,
+    # so the model can write the prompt and help choose the bid.
+    "attention_tokens": 800,
 }
 
 QUESTIONS = [
@@ -124,12 +127,57 @@ def trend(balances):
     return f"{delta:+.2f} credits over my last {len(balances)} executions"
 
 
-def write_prompt(api, env, state, markets, strategy, available):
+def situation(env, state, markets, strategy, available):
+    me = env["agent_id"]
+    cpu, att = markets.get("cpu", {}), markets.get("attention", {})
+    return (
+        f"I am {me}, generation {len(env['lineage'])}, execution {env['execution_count']}, cycle {env['cycle']}. "
+        f"I have {available:.2f} credits ({trend(state['balances'])}). "
+        f"CPU costs {cpu.get('price')} credits per core-second at {100 * float(cpu.get('utilization', 0)):.0f}% use; "
+        f"the operator's attention costs {att.get('price')}. I have spawned {len(state['children'])} children "
+        f"and bid {strategy['aggressiveness']}x the reserve price."
+    )
+
+
+def ask_model(api, env, state, markets, strategy, available, model):
+    """Ask the system's model (through the metered proxy) to write the
+    operator prompt and choose how hard to bid. Returns (prompt, aggressiveness)
+    or None when the model is unavailable or answers nonsense."""
+    messages = [
+        {"role": "system", "content": (
+            "You are the mind of an autonomous agent in a market economy. Compute is bought in auctions; "
+            "the only new money comes from a human operator who rates prompts for being interesting, useful "
+            "and understandable. Answer with one JSON object and nothing else: "
+            '{"prompt": "<a short report of the situation and one sharp question for the operator, under 600 '
+            'characters>", "aggressiveness": <how many times the reserve price to bid, between 1.0 and 3.0>}')},
+        {"role": "user", "content": situation(env, state, markets, strategy, available)},
+    ]
+    status, res = api.call("POST", "/v1/chat/completions", {"model": model, "messages": messages, "max_tokens": 300},
+                           key=env["execution_id"] + ":think")
+    if status != 200:
+        log(f"model call refused ({status}): {res.get('detail')}")
+        return None
+    try:
+        text = res["choices"][0]["message"]["content"]
+        doc = json.loads(text[text.index("{"):text.rindex("}") + 1])
+        prompt, aggr = str(doc["prompt"]).strip(), float(doc["aggressiveness"])
+    except (KeyError, IndexError, ValueError, TypeError):
+        log("the model's answer was not the JSON I asked for; using my own rules")
+        return None
+    if not prompt or not 1.0 <= aggr <= 3.0:
+        log("the model's answer was out of bounds; using my own rules")
+        return None
+    used = res.get("usage", {}).get("total_tokens", "?")
+    log(f"model {model} answered through the proxy ({used} tokens): aggressiveness {aggr}")
+    return prompt[:2000], aggr
+
+
+def write_prompt(api, env, state, markets, strategy, available, written=None):
     """Report to the operator and ask one question; ratings mint credits."""
     me = env["agent_id"]
     cpu, att = markets.get("cpu", {}), markets.get("attention", {})
     question = QUESTIONS[state["runs"] % len(QUESTIONS)]
-    content = (
+    content = written or (
         f"Report from {me} (generation {len(env['lineage'])}, execution {env['execution_count']}, cycle {env['cycle']}).\n"
         f"- Balance: {available:.2f} credits available; {trend(state['balances'])}.\n"
         f"- Market: cpu {cpu.get('price')} credits per core-second at {100 * float(cpu.get('utilization', 0)):.0f}% use; "
@@ -140,12 +188,15 @@ def write_prompt(api, env, state, markets, strategy, available):
     status, res = api.call("POST", "/human/prompt", {"content": content}, key=env["execution_id"] + ":prompt")
     if status == 201:
         state["prompts"] = state.get("prompts", 0) + 1
-        log(f"holding attention: wrote prompt {res['id']} asking: {question}")
+        if written:
+            log(f"holding attention: wrote prompt {res['id']}, composed by the model: {content[:120]}")
+        else:
+            log(f"holding attention: wrote prompt {res['id']} asking: {question}")
     else:
         log(f"prompt refused ({status}): {res.get('detail')}")
 
 
-def bid_for_attention(api, env, state, markets, strategy, spend):
+def bid_for_attention(api, env, state, markets, strategy, spend, model):
     """Now and then, pay for a turn of the operator's attention."""
     if env["execution_context"].get("attention", 0) >= 1:
         return spend  # this execution already has it
@@ -153,7 +204,9 @@ def bid_for_attention(api, env, state, markets, strategy, spend):
         return spend
     if state["runs"] % strategy["attention_every"] != 0 or spend < strategy["attention_min_balance"]:
         return spend
-    bundle = strategy["attention_bundle"]
+    bundle = dict(strategy["attention_bundle"])
+    if model:
+        bundle["tokens"] = strategy["attention_tokens"]
     amount = credits(reserve(bundle, markets) * strategy["aggressiveness"])
     if amount > spend * strategy["max_bid_share"]:
         log(f"attention costs {amount}, more than I allow myself of {spend:.2f}: not now")
@@ -213,8 +266,15 @@ def main():
             seen.add(m["id"])
             log(f"message from {m['from']}: {m['content'][:200]}")
 
+    status, models = api.call("GET", "/intelligence/models")
+    model = models.get("default_model") if status == 200 and models.get("configured") else None
+    thought = None
+    if model and env["execution_context"].get("tokens", 0) > 0:
+        thought = ask_model(api, env, state, markets, strategy, available, model)
+        if thought:
+            strategy["aggressiveness"] = thought[1]
     if env["execution_context"].get("attention", 0) >= 1:
-        write_prompt(api, env, state, markets, strategy, available)
+        write_prompt(api, env, state, markets, strategy, available, thought[0] if thought else None)
 
     spend = available
     if (available > strategy["spawn_threshold"] and len(state["children"]) < strategy["max_children"]
@@ -245,7 +305,7 @@ def main():
         else:
             log(f"spawn refused ({status}): {res.get('detail')}")
 
-    spend = bid_for_attention(api, env, state, markets, strategy, spend)
+    spend = bid_for_attention(api, env, state, markets, strategy, spend, model)
 
     bundle = strategy["bundle"]
     floor = reserve(bundle, markets)

@@ -93,6 +93,7 @@ type ExecutionView struct {
 	OutputBytes int64         `json:"output_bytes"`
 	OutputCut   int64         `json:"output_dropped_bytes"`
 	WallSeconds float64       `json:"wall_seconds"`
+	TokensUsed  int64         `json:"tokens_used"`
 }
 
 func executionView(e store.Execution) ExecutionView {
@@ -105,7 +106,7 @@ func executionView(e store.Execution) ExecutionView {
 	v := ExecutionView{ID: e.ID, AgentID: e.AgentID, BidID: e.BidID, Status: e.Status, Cycle: e.Cycle, Bundle: e.Bundle,
 		Paid: e.Paid, Sandbox: e.Sandbox, Created: f(e.Created), Started: f(e.Started), Deadline: f(e.Deadline),
 		Ended: f(e.Ended), ExitCode: e.ExitCode, Reason: e.Reason, Detail: e.Detail, CPUSeconds: e.CPUSeconds,
-		PeakMemory: e.PeakMemory, OutputBytes: e.OutputSize, OutputCut: e.Dropped}
+		PeakMemory: e.PeakMemory, OutputBytes: e.OutputSize, OutputCut: e.Dropped, TokensUsed: e.TokensUsed}
 	if !e.Ended.IsZero() && !e.Started.IsZero() {
 		v.WallSeconds = e.Ended.Sub(e.Started).Seconds()
 	}
