@@ -23,7 +23,6 @@ import (
 	"github.com/bpagents/bpagents/internal/ledger"
 	"github.com/bpagents/bpagents/internal/market"
 	"github.com/bpagents/bpagents/internal/money"
-	"github.com/bpagents/bpagents/internal/store/sqlite"
 )
 
 // clientFlags are the flags every client command shares.
@@ -76,6 +75,7 @@ func printJSON(v any) error {
 
 func cmdStatus(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	setUsage(fs, "status")
 	cf := addClientFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -108,13 +108,9 @@ func cmdStatus(ctx context.Context, args []string) error {
 func cmdAudit(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	cf := addClientFlags(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: bpagents audit [--replay] [--home DIR] [--server URL] [--json]")
-		fmt.Fprintln(fs.Output(), "\nChecks every ledger invariant, reading <home>/data/bpagents.db directly (the server may be")
-		fmt.Fprintln(fs.Output(), "running or stopped), or asking a server with --server. Exits 1 when any invariant is violated.")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "audit")
 	replay := fs.Bool("replay", false, "also rebuild every balance from the event log alone and compare")
+	database := fs.String("database", "", "the store to read: sqlite:<path> or postgres://user@host:port/db?sslmode=disable (default: the configuration's, else <home>/data/bpagents.db)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -126,11 +122,19 @@ func cmdAudit(ctx context.Context, args []string) error {
 			return err
 		}
 		cfg.Home = *cf.home
-		path := cfg.DatabasePath()
-		if _, err := os.Stat(path); err != nil {
-			return fmt.Errorf("no database at %s (use --home or --server): %w", path, err)
+		if *database != "" {
+			cfg.Database = *database
 		}
-		db, err := sqlite.Open(ctx, path, sqlite.Options{Synchronous: cfg.SQLiteSync})
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		if !cfg.IsPostgres() {
+			path := cfg.DatabasePath()
+			if _, err := os.Stat(path); err != nil {
+				return fmt.Errorf("no database at %s (use --home, --database or --server): %w", path, err)
+			}
+		}
+		db, err := app.OpenStore(ctx, cfg)
 		if err != nil {
 			return err
 		}
@@ -195,6 +199,7 @@ func cmdAudit(ctx context.Context, args []string) error {
 
 func cmdAgents(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("agents", flag.ContinueOnError)
+	setUsage(fs, "agents")
 	cf := addClientFlags(fs)
 	status := fs.String("status", "", "alive or dead")
 	tree := fs.Bool("tree", false, "show the lineage tree")
@@ -230,9 +235,10 @@ func cmdAgents(ctx context.Context, args []string) error {
 
 func cmdAgent(ctx context.Context, args []string) error {
 	if len(args) == 0 || args[0] != "create" {
-		return errors.New("usage: bpagents agent create --from DIR --credits N [--bid AMOUNT] [--id ID]")
+		return cmdAgentShow(ctx, args)
 	}
 	fs := flag.NewFlagSet("agent create", flag.ContinueOnError)
+	setUsage(fs, "agent")
 	cf := addClientFlags(fs)
 	from := fs.String("from", "", "project directory to copy into the new workspace (required)")
 	id := fs.String("id", "", "agent id (default: generated)")
@@ -241,6 +247,7 @@ func cmdAgent(ctx context.Context, args []string) error {
 	cpu := fs.String("cpu", "0.5", "bid bundle: cores")
 	mem := fs.Int64("memory-mb", 256, "bid bundle: memory in MB")
 	dur := fs.Int64("duration", 10, "bid bundle: seconds")
+	attention := fs.Bool("attention", false, "bid bundle: also the operator's attention, so the first execution may write a prompt")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -265,6 +272,9 @@ func cmdAgent(ctx context.Context, args []string) error {
 			return fmt.Errorf("--cpu: %w", err)
 		}
 		req.Bid = &economy.BidSpec{Amount: amount, Bundle: market.Bundle{CPUMillis: millis, MemoryMB: *mem, DurationSeconds: *dur}}
+		if *attention {
+			req.Bid.Bundle.Attention = 1
+		}
 	}
 	c, err := cf.client()
 	if err != nil {
@@ -278,44 +288,6 @@ func cmdAgent(ctx context.Context, args []string) error {
 		return printJSON(v)
 	}
 	fmt.Printf("created agent %s (balance %s, held %s)\n", v.ID, v.Balance, v.Held)
-	return nil
-}
-
-func cmdEvents(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("events", flag.ContinueOnError)
-	cf := addClientFlags(fs)
-	after := fs.Int64("after", 0, "only events after this sequence number")
-	typ := fs.String("type", "", "event type, or a prefix ending in '.'")
-	agent := fs.String("agent", "", "only this agent's events")
-	limit := fs.Int("limit", 100, "how many")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	q := url.Values{}
-	q.Set("limit", fmt.Sprint(*limit))
-	if *after > 0 {
-		q.Set("after", fmt.Sprint(*after))
-	}
-	if *typ != "" {
-		q.Set("type", *typ)
-	}
-	if *agent != "" {
-		q.Set("agent", *agent)
-	}
-	var page api.EventPage
-	if err := c.Get(ctx, "/events?"+q.Encode(), &page); err != nil {
-		return err
-	}
-	if *cf.json {
-		return printJSON(page)
-	}
-	for _, e := range page.Events {
-		fmt.Printf("%6d  %s  cycle %-5d %-20s %-12s %s\n", e.Seq, e.Time, e.Cycle, e.Type, e.AgentID, compact(e.Data))
-	}
 	return nil
 }
 
@@ -339,6 +311,7 @@ func compact(raw json.RawMessage) string {
 
 func cmdLogs(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
+	setUsage(fs, "logs")
 	cf := addClientFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err

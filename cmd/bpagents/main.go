@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -19,32 +20,40 @@ var version = "dev"
 const usage = `bpagents — a runtime for economies of autonomous agents
 
 Usage:
-  bpagents up [flags]                 run API, scheduler, runner (and later dashboard);
+  bpagents up [flags]                 run API, scheduler, runner and the dashboard (http://ADDR/);
                                       --sandbox auto|docker|process (auto: docker when the
                                       engine answers and the image exists, else process)
   bpagents status [--json]            population, cycle, money, markets
-  bpagents audit [--server URL]       check every ledger invariant (exit 1 on a violation)
-  bpagents agents [--json]            the agent directory
-  bpagents agent create --from DIR --credits N [--bid AMOUNT]
+  bpagents agents [--tree] [--json]   the agent directory, or its lineage tree
+  bpagents agent ID [--json]          one agent: balances, lineage, recent executions, bids
+  bpagents agent create --from DIR --credits N [--bid AMOUNT] [--attention]
                                       make an agent from a project directory
-  bpagents events [--after N] [--type T] [--agent ID]
+  bpagents markets [--history N]      prices, utilization, recent clearings
+  bpagents events [--follow] [--agent ID] [--type T]
+                                      the audit log; --follow streams new events live
   bpagents logs EXECUTION_ID          captured output of an execution
   bpagents prompts [--status S] [--json]
                                       prompts to the operator (pending: highest bid first)
   bpagents rate [PROMPT_ID] [--interesting N --useful N --understandable N --reason TEXT]
                                       rate prompts (interactive without score flags); mints credits
   bpagents messages [--json]          messages agents sent to "human", newest first
+  bpagents mint AGENT AMOUNT [--memo TEXT]
+                                      mint credits to an agent
+  bpagents export --what events|ledger --format jsonl|csv [--out FILE]
+                                      the audit log or the ledger as JSON lines or CSV
+  bpagents audit [--server URL]       check every ledger invariant (exit 1 on a violation)
   bpagents image build [--force]      build the bp-agent-runner image for the docker sandbox
                                       without a registry (debootstrap + Docker Engine API)
   bpagents simulate [--cycles 200] [--mechanism first-price|critical]
                                       run N cycles as fast as possible, audit each, summarise
+  bpagents completion bash|zsh        shell completion script
   bpagents version
 
 Client commands take --server URL (default from --home's config or
 http://127.0.0.1:8000) and read the operator token from --home
-(<home>/data/operator.token) or BPAGENTS_TOKEN.
+(<home>/data/operator.token) or BPAGENTS_TOKEN; most take --json.
 
-Run 'bpagents <command> --help' for a command's flags.
+Run 'bpagents help COMMAND' or 'bpagents COMMAND --help' for a command's flags and examples.
 `
 
 func main() {
@@ -61,7 +70,7 @@ func main() {
 	err := run(ctx, os.Args[1], os.Args[2:])
 	var exit exitError
 	switch {
-	case err == nil:
+	case err == nil, errors.Is(err, flag.ErrHelp): // --help printed the command's help
 	case errors.As(err, &exit):
 		os.Exit(int(exit))
 	default:
@@ -89,6 +98,14 @@ func run(ctx context.Context, cmd string, args []string) error {
 		return cmdAgent(ctx, args)
 	case "events":
 		return cmdEvents(ctx, args)
+	case "markets":
+		return cmdMarkets(ctx, args)
+	case "mint":
+		return cmdMint(ctx, args)
+	case "export":
+		return cmdExport(ctx, args)
+	case "completion":
+		return cmdCompletion(ctx, args)
 	case "logs":
 		return cmdLogs(ctx, args)
 	case "prompts":
@@ -105,6 +122,11 @@ func run(ctx context.Context, cmd string, args []string) error {
 		fmt.Println("bpagents", version)
 		return nil
 	case "help", "-h", "--help":
+		if len(args) == 1 {
+			if _, ok := findCommand(args[0]); ok {
+				return run(ctx, args[0], []string{"-h"})
+			}
+		}
 		fmt.Print(usage)
 		return nil
 	}

@@ -43,6 +43,7 @@ func cmdMessages(ctx context.Context, args []string) error {
 
 func runPrompts(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("prompts", flag.ContinueOnError)
+	setUsage(fs, "prompts")
 	cf := addClientFlags(fs)
 	status := fs.String("status", "pending", "pending, rated or expired")
 	agent := fs.String("agent", "", "only this agent's prompts")
@@ -104,10 +105,7 @@ func runRate(ctx context.Context, args []string, in io.Reader, out io.Writer) er
 	useful := fs.Int("useful", -1, "score 0-10")
 	understandable := fs.Int("understandable", -1, "score 0-10")
 	reason := fs.String("reason", "", "why (optional)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), rateUsage, "\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "rate")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -297,6 +295,7 @@ func ratedLine(res economy.RatingResult) string {
 
 func runMessages(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("messages", flag.ContinueOnError)
+	setUsage(fs, "messages")
 	cf := addClientFlags(fs)
 	limit := fs.Int("limit", 100, "how many (at most 500)")
 	before := fs.Int64("before", 0, "continue a listing: only messages older than this (next_before)")

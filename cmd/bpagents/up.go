@@ -23,6 +23,7 @@ func loadConfig(fs *flag.FlagSet, args []string, extra func(*config.Config)) (co
 		addr    = fs.String("addr", "", "HTTP listen address (default 127.0.0.1:8000)")
 		sandbox = fs.String("sandbox", "", "execution backend: auto, docker or process (default auto: docker when the engine answers and the image exists)")
 		cycle   = fs.Duration("cycle", 0, "market clearing period (default 2s)")
+		db      = fs.String("database", "", "store: sqlite:<path> or postgres://user[:password]@host:port/db?sslmode=disable (default <home>/data/bpagents.db)")
 	)
 	if err := fs.Parse(args); err != nil {
 		return config.Config{}, err
@@ -41,6 +42,8 @@ func loadConfig(fs *flag.FlagSet, args []string, extra func(*config.Config)) (co
 			cfg.Sandbox = *sandbox
 		case "cycle":
 			cfg.Cycle = *cycle
+		case "database":
+			cfg.Database = *db
 		}
 	})
 	if extra != nil {
@@ -54,11 +57,7 @@ func loadConfig(fs *flag.FlagSet, args []string, extra func(*config.Config)) (co
 
 func cmdUp(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: bpagents up [--home DIR] [--addr HOST:PORT] [--sandbox auto|docker|process] [--cycle 2s] [--config FILE]")
-		fmt.Fprintln(fs.Output(), "\nRuns the whole system in one process. Every setting can also come from the YAML file or BPAGENTS_* variables.")
-		fs.PrintDefaults()
-	}
+	setUsage(fs, "up")
 	cfg, err := loadConfig(fs, args, nil)
 	if err != nil {
 		return err

@@ -190,9 +190,13 @@ func (s *Server) operation(g *schemaGen, rt Route) map[string]any {
 	}
 	problem := map[string]any{"content": map[string]any{"application/problem+json": map[string]any{
 		"schema": map[string]any{"$ref": "#/components/schemas/Problem"}}}}
+	ct := rt.ContentType
+	if ct == "" {
+		ct = "application/json"
+	}
 	responses := map[string]any{
 		fmt.Sprint(rt.Status): map[string]any{"description": http.StatusText(rt.Status), "content": map[string]any{
-			"application/json": map[string]any{"schema": g.schema(rt.Response)}}},
+			ct: map[string]any{"schema": g.schema(rt.Response)}}},
 		"default": withDescription(problem, "an error, as problem+json"),
 	}
 	op["responses"] = responses

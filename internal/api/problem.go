@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/bpagents/bpagents/internal/economy"
+	"github.com/bpagents/bpagents/internal/logctx"
 	"github.com/bpagents/bpagents/internal/store"
 )
 
@@ -84,7 +85,7 @@ func problemOf(err error, log *slog.Logger, r *http.Request) Problem {
 		e, ok = &economy.Error{Code: economy.CodeNotFound, Detail: err.Error()}, true
 	}
 	if !ok {
-		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		logctx.From(r.Context(), log).Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		e = &economy.Error{Code: codeInternal, Detail: "internal error; the operator's log has the cause"}
 	}
 	status := statusOf(e.Code)

@@ -54,10 +54,13 @@ type Route struct {
 	// Idempotent routes honour the Idempotency-Key header.
 	Idempotent bool
 	// MaxBody overrides the server's default body limit.
-	MaxBody  int64
-	Request  reflect.Type // nil when the route takes no body
-	Response reflect.Type
-	serve    func(s *Server, w http.ResponseWriter, r *http.Request)
+	MaxBody int64
+	// ContentType is the success answer's media type (application/json
+	// unless set; raw routes such as the event stream set it).
+	ContentType string
+	Request     reflect.Type // nil when the route takes no body
+	Response    reflect.Type
+	serve       func(s *Server, w http.ResponseWriter, r *http.Request)
 }
 
 // Call is what a handler receives: the request, the caller, the decoded body.
@@ -301,6 +304,11 @@ func idemOf(r *http.Request, who economy.Principal, body []byte) (*economy.Idem,
 func (s *Server) authenticate(r *http.Request, need Auth) (economy.Principal, error) {
 	if need == Public {
 		return economy.Principal{}, nil
+	}
+	if need == Operator && r.Header.Get("Authorization") == "" && s.opt.Session != nil &&
+		(r.Method == http.MethodGet || r.Method == http.MethodHead) && s.opt.Session(r) {
+		// The dashboard's session reads operator data; it never changes anything here.
+		return economy.Principal{Operator: true}, nil
 	}
 	// The scheme is case-insensitive (RFC 9110 §11.1).
 	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")

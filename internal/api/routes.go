@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"slices"
 	"time"
 
@@ -89,6 +90,20 @@ func (s *Server) routeTable() []Route {
 			Summary: "Mint credits to an agent"}, s.mint),
 		handle(Route{Method: "POST", Path: "/admin/agents/{id}/kill", Auth: Operator, Summary: "End an agent: bids voided, credits burned"}, s.killAgent),
 
+		rawRoute(Route{Method: "GET", Path: "/events/stream", Auth: Operator, ContentType: "text/event-stream",
+			Summary: "New audit events as Server-Sent Events (id: seq, data: an event); resumes after Last-Event-ID or ?after=, " +
+				"else starts now; heartbeat comments keep idle connections open",
+			Query: []Param{{"after", "integer", "stream events with seq above this (0: the whole log)"},
+				{"agent", "string", "only this agent's events"},
+				{"type", "string", "exact type, or a prefix ending in '.' such as 'bid.'"}}},
+			reflect.TypeOf(EventView{}), s.eventStream),
+		handle(Route{Method: "GET", Path: "/admin/ledger", Auth: Operator, Summary: "The ledger's transfers in id order, paged (exports)",
+			Query: append([]Param{{"after", "integer", "transfers with id above this"},
+				{"account", "string", "only transfers touching this account"}}, page...)}, s.ledgerPage),
+		handle(Route{Method: "GET", Path: "/agents/{id}/bids", Auth: Operator, Summary: "Bids an agent pays or would wake from, newest first",
+			Query: append([]Param{{"status", "string", "pending, won, cancelled, expired or void"}}, page...)}, s.agentBids),
+		rawRoute(Route{Method: "GET", Path: "/metrics", Auth: Public, ContentType: "text/plain; version=0.0.4",
+			Summary: "Prometheus metrics in the text exposition format"}, reflect.TypeOf(""), s.metricsText),
 		handle(Route{Method: "GET", Path: "/openapi.json", Auth: Public, Summary: "This API's OpenAPI 3.1 document"}, s.openAPIDoc),
 	}
 }

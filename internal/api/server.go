@@ -21,6 +21,7 @@ import (
 
 	"github.com/bpagents/bpagents/internal/economy"
 	"github.com/bpagents/bpagents/internal/intelligence"
+	"github.com/bpagents/bpagents/internal/logctx"
 )
 
 // Options configure a Server.
@@ -33,6 +34,25 @@ type Options struct {
 	Status func() RuntimeStatus
 	// KillExecution stops a running execution (operator action).
 	KillExecution func(id string) error
+
+	// Changes wakes /events/stream after each committed write (wire the
+	// economy's Changed hook to its Notify); without it streams only poll.
+	Changes *Changes
+	// StreamPoll and StreamHeartbeat tune /events/stream: how often it looks
+	// for events when nothing woke it (default 2s), and how often it sends a
+	// comment to keep idle connections open (default 15s).
+	StreamPoll, StreamHeartbeat time.Duration
+	// Session reports whether a request carries a valid operator session
+	// (the dashboard's cookie). It authenticates only GET operator routes:
+	// every change still needs the bearer token or a CSRF-checked form.
+	Session func(r *http.Request) bool
+	// Dashboard, when set, serves the HTML dashboard at / and under /ui/.
+	Dashboard http.Handler
+	// Metrics, when set, serves GET /metrics (Prometheus text format).
+	Metrics http.Handler
+	// Observe, when set, records each request's latency under its route
+	// pattern (never the raw path).
+	Observe func(route string, status int, took time.Duration)
 	// Intelligence is the metered model proxy (nil: inference unavailable).
 	Intelligence *intelligence.Proxy
 }
@@ -59,12 +79,16 @@ type Server struct {
 
 	openapiOnce sync.Once
 	openapi     []byte
+
+	// done ends every event stream (CloseStreams, on shutdown).
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 // New builds the server and its route table.
 func New(eco *economy.Economy, log *slog.Logger, opt Options) *Server {
 	s := &Server{eco: eco, log: log, operatorToken: opt.OperatorToken, maxBody: opt.MaxBody,
-		maxSpawnBody: opt.MaxSpawnBody, opt: opt, started: time.Now()}
+		maxSpawnBody: opt.MaxSpawnBody, opt: opt, started: time.Now(), done: make(chan struct{})}
 	if s.maxBody == 0 {
 		s.maxBody = 1 << 20
 	}
@@ -81,6 +105,10 @@ func New(eco *economy.Economy, log *slog.Logger, opt Options) *Server {
 		s.mux.HandleFunc(rt.Method+" "+rt.Path, func(w http.ResponseWriter, r *http.Request) { rt.serve(s, w, r) })
 	}
 	s.mux.Handle("GET /docs", s.DocsHandler())
+	if opt.Dashboard != nil {
+		s.mux.Handle("GET /{$}", opt.Dashboard)
+		s.mux.Handle("/ui/", opt.Dashboard)
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if allow := s.methodsFor(r.URL.Path); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
@@ -125,31 +153,57 @@ func (s *Server) methodsFor(path string) []string {
 // Routes returns the route table.
 func (s *Server) Routes() []Route { return s.routes }
 
-// ServeHTTP logs each request with an id and dispatches it.
+// ServeHTTP logs each request with an id and dispatches it. The request's
+// context carries a logger with the id (logctx), so every line logged while
+// handling it names the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := r.Header.Get("X-Request-Id")
-	if id == "" || len(id) > 64 {
+	if !validRequestID(id) {
 		var b [8]byte
 		rand.Read(b[:])
 		id = hex.EncodeToString(b[:])
 	}
 	w.Header().Set("X-Request-Id", id)
+	log := s.log.With("request_id", id)
+	r = r.WithContext(logctx.With(r.Context(), log))
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("handler panic", "request_id", id, "path", r.URL.Path, "panic", fmt.Sprint(p))
+			log.Error("handler panic", "path", r.URL.Path, "panic", fmt.Sprint(p))
 			writeProblem(rec, Problem{Type: "urn:bpagents:problem:internal", Title: "Internal Server Error",
 				Status: http.StatusInternalServerError, Detail: "internal error; the operator's log has the cause"})
 		}
+		took := time.Since(start)
 		level := slog.LevelDebug
 		if rec.status >= 500 {
 			level = slog.LevelError
 		}
-		s.log.Log(r.Context(), level, "request", "request_id", id, "method", r.Method, "path", r.URL.Path,
-			"status", rec.status, "duration_ms", float64(time.Since(start).Microseconds())/1000)
+		log.Log(r.Context(), level, "request", "method", r.Method, "path", r.URL.Path,
+			"status", rec.status, "duration_ms", float64(took.Microseconds())/1000)
+		if s.opt.Observe != nil {
+			route := r.Pattern // set by the mux: "GET /agents/{id}", never the raw path
+			if route == "" || route == "/" {
+				route = "unmatched"
+			}
+			s.opt.Observe(route, rec.status, took)
+		}
 	}()
 	s.mux.ServeHTTP(rec, r)
+}
+
+// validRequestID accepts a client's X-Request-Id only when it is short and
+// printable, so it can be logged as is.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 type statusRecorder struct {
@@ -168,6 +222,9 @@ func (r *statusRecorder) Flush() {
 		f.Flush()
 	}
 }
+
+// Unwrap lets http.ResponseController reach the connection's writer.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 

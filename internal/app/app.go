@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -26,12 +27,14 @@ import (
 	"github.com/bpagents/bpagents/internal/economy"
 	"github.com/bpagents/bpagents/internal/ids"
 	"github.com/bpagents/bpagents/internal/market"
+	"github.com/bpagents/bpagents/internal/metrics"
 	"github.com/bpagents/bpagents/internal/money"
 	"github.com/bpagents/bpagents/internal/runtime"
 	"github.com/bpagents/bpagents/internal/sandbox"
+	"github.com/bpagents/bpagents/internal/sandbox/docker"
 	"github.com/bpagents/bpagents/internal/sandbox/process"
 	"github.com/bpagents/bpagents/internal/store"
-	"github.com/bpagents/bpagents/internal/store/sqlite"
+	"github.com/bpagents/bpagents/internal/web"
 )
 
 // App is the running system.
@@ -46,6 +49,14 @@ type App struct {
 	OperatorToken string
 	InstanceID    string
 	GenesisNew    bool
+	// AgentURL is the API's URL as agents reach it (SYSTEM_SERVICE_URL).
+	AgentURL string
+	// AgentListener serves the API on the sandbox network, when the backend
+	// has one and the main listener does not cover it; Serve serves it.
+	AgentListener net.Listener
+	// Metrics are the Prometheus instruments; Dashboard is the web UI.
+	Metrics   *metrics.Metrics
+	Dashboard *web.Dashboard
 
 	closers []closer
 }
@@ -81,10 +92,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options)
 	if err := os.Chmod(cfg.DataDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	db, err := sqlite.Open(ctx, cfg.DatabasePath(), sqlite.Options{Synchronous: cfg.SQLiteSync})
+	db, err := OpenStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
+	log.Info("store open", "backend", db.Backend())
 	a.Store = db
 	a.closers = append(a.closers, closer{"store", db.Close})
 	if a.OperatorToken, err = EnsureOperatorToken(cfg.DataDir()); err != nil {
@@ -98,13 +110,20 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options)
 		return nil, err
 	}
 	ws := agents.Workspaces{Root: cfg.WorkspacesDir()}
-	a.Economy = economy.New(db, set, ws, bpagents.GenesisProject(), log, economy.Options{})
+	changes := api.NewChanges() // wakes live event streams after each commit
+	a.Economy = economy.New(db, set, ws, bpagents.GenesisProject(), log, economy.Options{Changed: changes.Notify})
 	if a.Sandbox, err = a.chooseSandbox(ctx, opt); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, closer{"sandbox", a.Sandbox.Close})
+	a.AgentURL = cfg.ServiceURL()
+	if an, ok := a.Sandbox.(sandbox.AgentNetwork); ok {
+		if a.AgentURL, err = a.listenForAgents(ctx, an); err != nil {
+			return nil, err
+		}
+	}
 	a.Runtime = runtime.New(a.Economy, a.Sandbox, runtime.Config{
-		Cycle: cfg.Cycle, ServiceURL: cfg.ServiceURL(), OutputLimit: cfg.Execution.OutputLimit,
+		Cycle: cfg.Cycle, ServiceURL: a.AgentURL, OutputLimit: cfg.Execution.OutputLimit,
 		MaxProcs: cfg.Execution.MaxProcs, StopGrace: cfg.Execution.StopGrace,
 	}, log)
 	if err := a.Runtime.Recover(ctx); err != nil {
@@ -117,7 +136,16 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options)
 		log.Info("created genesis", "workspace", ws.Dir(economy.GenesisID), "credits", cfg.Economy.GenesisCredits)
 	}
 	caps := a.Sandbox.Capabilities()
+	proxy, err := newProxy(cfg, a.Economy, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.openObservability(opt.Version); err != nil {
+		return nil, err
+	}
 	a.API = api.New(a.Economy, log, api.Options{
+		Changes: changes, Dashboard: a.Dashboard, Session: a.Dashboard.Authenticated,
+		Metrics: a.Metrics.Handler(), Observe: a.Metrics.ObserveRequest,
 		OperatorToken: a.OperatorToken, MaxBody: cfg.API.MaxBodyBytes, MaxSpawnBody: cfg.API.MaxSpawnBodyBytes,
 		Version: opt.Version,
 		Status: func() api.RuntimeStatus {
@@ -125,35 +153,119 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options)
 				Running: a.Runtime.Running(), CycleSeconds: cfg.Cycle.Seconds()}
 		},
 		KillExecution: func(id string) error { return a.Runtime.Kill(context.Background(), id) },
+		Intelligence:  proxy,
 	})
 	return a, nil
 }
 
-// chooseSandbox picks the backend: the one validated switch.
+// chooseSandbox picks the backend: the one validated switch. It logs which
+// backend it chose and why.
 func (a *App) chooseSandbox(ctx context.Context, opt Options) (sandbox.ExecutionSandbox, error) {
 	if opt.Sandbox != nil {
 		return opt.Sandbox, nil
 	}
-	name := a.Cfg.Sandbox
-	switch name {
+	switch name := a.Cfg.Sandbox; name {
 	case "auto":
-		// The docker backend is not built yet, so auto means process.
-		a.Log.Info("sandbox auto: using the process backend")
-		fallthrough
-	case "process":
-		sb, err := process.New(process.Config{
-			InstanceID: a.InstanceID,
-			StateDir:   filepath.Join(a.Cfg.DataDir(), "sandboxes"),
-			UIDBase:    a.Cfg.Process.UIDBase,
-			MaxProcs:   a.Cfg.Execution.MaxProcs,
-		}, a.Log)
-		if err != nil {
-			return nil, fmt.Errorf("process sandbox: %w", err)
+		d := a.Cfg.Docker
+		if err := docker.Probe(ctx, d.Host, d.Image); err != nil {
+			a.Log.Info("sandbox auto: chose process", "why", err.Error())
+			return a.openProcess()
 		}
-		a.Log.Info("sandbox ready", "backend", sb.Name(), "enforces", sb.Capabilities().Description)
+		sb, err := a.openDocker(ctx)
+		if err != nil {
+			a.Log.Warn("sandbox auto: chose process: the docker engine and image are there but the sandbox "+
+				"could not be set up (use --sandbox docker to make this an error)", "err", err)
+			return a.openProcess()
+		}
+		a.Log.Info("sandbox auto: chose docker", "why", "the engine answered a ping and holds image "+d.Image)
 		return sb, nil
+	case "docker":
+		return a.openDocker(ctx)
+	case "process":
+		return a.openProcess()
+	default:
+		return nil, fmt.Errorf("unknown sandbox %q (known: %s)", name, strings.Join(config.Sandboxes, ", "))
 	}
-	return nil, fmt.Errorf("unknown sandbox %q (known: %s)", name, strings.Join(config.Sandboxes, ", "))
+}
+
+func (a *App) openProcess() (sandbox.ExecutionSandbox, error) {
+	sb, err := process.New(process.Config{
+		InstanceID: a.InstanceID,
+		StateDir:   filepath.Join(a.Cfg.DataDir(), "sandboxes"),
+		UIDBase:    a.Cfg.Process.UIDBase,
+		MaxProcs:   a.Cfg.Execution.MaxProcs,
+	}, a.Log)
+	if err != nil {
+		return nil, fmt.Errorf("process sandbox: %w", err)
+	}
+	a.Log.Info("sandbox ready", "backend", sb.Name(), "enforces", sb.Capabilities().Description)
+	return sb, nil
+}
+
+func (a *App) openDocker(ctx context.Context) (sandbox.ExecutionSandbox, error) {
+	d := a.Cfg.Docker
+	sb, err := docker.New(ctx, docker.Config{
+		InstanceID: a.InstanceID,
+		Host:       d.Host,
+		Image:      d.Image,
+		Network:    d.Network,
+		TmpfsBytes: d.TmpfsMB << 20,
+		UIDBase:    d.UIDBase,
+		MaxProcs:   a.Cfg.Execution.MaxProcs,
+		NoFirewall: !d.Firewall,
+	}, a.Log)
+	if err != nil {
+		return nil, err
+	}
+	a.Log.Info("sandbox ready", "backend", sb.Name(), "enforces", sb.Capabilities().Description)
+	return sb, nil
+}
+
+// listenForAgents opens the API's listener on the sandbox network (unless
+// the main one, on a wildcard address, covers it), lets the backend's
+// firewall open that port to executions, and returns the URL agents use.
+func (a *App) listenForAgents(ctx context.Context, an sandbox.AgentNetwork) (string, error) {
+	host, portStr, _ := net.SplitHostPort(a.Cfg.Addr)
+	addrPort, _ := strconv.Atoi(portStr)
+	var port int
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if addrPort == 0 {
+			return "", fmt.Errorf("addr %s: a wildcard address needs a fixed port for sandboxed agents to reach", a.Cfg.Addr)
+		}
+		port = addrPort
+	} else {
+		tries := []int{a.Cfg.Docker.APIPort}
+		if a.Cfg.Docker.APIPort == 0 {
+			tries = []int{addrPort, 0} // addr's port when free there, else any
+		}
+		var err error
+		for _, p := range tries {
+			if a.AgentListener, err = net.Listen("tcp", net.JoinHostPort(an.APIHost(), strconv.Itoa(p))); err == nil {
+				break
+			}
+		}
+		if err != nil {
+			return "", fmt.Errorf("listen for agents on %s: %w", an.APIHost(), err)
+		}
+		ln := a.AgentListener
+		a.closers = append(a.closers, closer{"agent listener", func() error {
+			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			return nil
+		}})
+		port = ln.Addr().(*net.TCPAddr).Port
+	}
+	if err := an.AllowAPI(ctx, port); err != nil {
+		return "", err
+	}
+	u := "http://" + net.JoinHostPort(an.APIHost(), strconv.Itoa(port))
+	if a.Cfg.PublicURL != "" {
+		a.Log.Warn("public_url is not given to sandboxed agents: they can reach the API only on the sandbox network",
+			"public_url", a.Cfg.PublicURL, "agent_url", u)
+	}
+	a.Log.Info("agents reach the API on the sandbox network", "agent_url", u)
+	return u, nil
 }
 
 // Serve runs the API on ln and the runtime until ctx ends, then shuts down in
@@ -161,13 +273,19 @@ func (a *App) chooseSandbox(ctx context.Context, opt Options) (sandbox.Execution
 // the HTTP server, then everything else in reverse order of opening.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{Handler: a.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	httpErr := make(chan error, 1)
+	srv.RegisterOnShutdown(a.API.CloseStreams) // Shutdown waits for streams; end them
+	httpErr := make(chan error, 2)
 	go func() { httpErr <- srv.Serve(ln) }()
+	var agentSrv *http.Server
+	if a.AgentListener != nil {
+		agentSrv = &http.Server{Handler: a.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+		go func() { httpErr <- agentSrv.Serve(a.AgentListener) }()
+	}
 	runCtx, stopRuntime := context.WithCancel(ctx)
 	defer stopRuntime()
 	runDone := make(chan error, 1)
 	go func() { runDone <- a.Runtime.Run(runCtx) }()
-	a.Log.Info("serving", "addr", ln.Addr().String(), "service_url", a.Cfg.ServiceURL(), "home", a.Cfg.Home)
+	a.Log.Info("serving", "addr", ln.Addr().String(), "service_url", a.Cfg.ServiceURL(), "agent_url", a.AgentURL, "home", a.Cfg.Home)
 
 	var err error
 	select {
@@ -184,6 +302,11 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	if serr := srv.Shutdown(shCtx); serr != nil {
 		err = errors.Join(err, serr)
+	}
+	if agentSrv != nil {
+		if serr := agentSrv.Shutdown(shCtx); serr != nil {
+			err = errors.Join(err, serr)
+		}
 	}
 	return errors.Join(err, a.Close())
 }

@@ -28,7 +28,8 @@ type Config struct {
 	// Addr is the HTTP listen address.
 	Addr string `yaml:"addr"`
 	// PublicURL is the API address given to agents as SYSTEM_SERVICE_URL.
-	// Empty means http://<addr>.
+	// Empty means http://<addr>. Agents in the docker sandbox always get the
+	// API's address on their own network instead.
 	PublicURL string `yaml:"public_url"`
 	// Sandbox chooses the execution backend: auto (docker when the engine
 	// answers and the image exists, else process), docker or process.
@@ -36,7 +37,10 @@ type Config struct {
 	// Cycle is the market clearing period.
 	Cycle time.Duration `yaml:"cycle"`
 	// Database is the store: empty for SQLite at <home>/data/bpagents.db,
-	// or "sqlite:<path>".
+	// "sqlite:<path>", or a PostgreSQL URL
+	// (postgres://user:password@host:5432/db?sslmode=disable) for several
+	// processes sharing one economy. Its password is redacted when the
+	// configuration is printed.
 	Database string `yaml:"database"`
 	// SQLiteSync is SQLite's synchronous mode: FULL or NORMAL.
 	SQLiteSync string `yaml:"sqlite_sync"`
@@ -258,8 +262,15 @@ func (c *Config) Validate() error {
 	if c.Cycle < 10*time.Millisecond || c.Cycle > time.Hour {
 		bad("cycle", "must be between 10ms and 1h, got %s", c.Cycle)
 	}
-	if c.Database != "" && !strings.HasPrefix(c.Database, "sqlite:") {
-		bad("database", "must be empty or sqlite:<path>, got %q", c.Database)
+	switch {
+	case c.Database == "" || strings.HasPrefix(c.Database, "sqlite:"):
+	case c.IsPostgres():
+		if u, err := url.Parse(c.Database); err != nil || u.Host == "" || strings.Trim(u.Path, "/") == "" {
+			bad("database", "must be postgres://user[:password]@host[:port]/database[?options], got %q",
+				redactDatabase(c.Database))
+		}
+	default:
+		bad("database", "must be empty, sqlite:<path> or a postgres:// URL, got %q", redactDatabase(c.Database))
 	}
 	if s := strings.ToUpper(c.SQLiteSync); s != "FULL" && s != "NORMAL" {
 		bad("sqlite_sync", "must be FULL or NORMAL, got %q", c.SQLiteSync)
@@ -456,7 +467,25 @@ func (c *Config) DataDir() string { return filepath.Join(c.Home, "data") }
 // WorkspacesDir holds one directory per agent.
 func (c *Config) WorkspacesDir() string { return filepath.Join(c.Home, "workspaces") }
 
-// DatabasePath is the SQLite file.
+// IsPostgres reports whether Database names a PostgreSQL database
+// (postgres:// or postgresql://).
+func (c *Config) IsPostgres() bool {
+	return strings.HasPrefix(c.Database, "postgres://") || strings.HasPrefix(c.Database, "postgresql://")
+}
+
+// redactDatabase hides a database URL's password.
+func redactDatabase(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "[unparsable URL redacted]"
+	}
+	return u.Redacted()
+}
+
+// DatabasePath is the SQLite file (when Database is not a PostgreSQL URL).
 func (c *Config) DatabasePath() string {
 	if p, ok := strings.CutPrefix(c.Database, "sqlite:"); ok && p != "" {
 		return p

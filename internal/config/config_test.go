@@ -97,7 +97,9 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"unknown sandbox", func(c *Config) { c.Sandbox = "vm" }, []string{"sandbox"}},
 		{"cycle too short", func(c *Config) { c.Cycle = time.Millisecond }, []string{"cycle"}},
 		{"cycle too long", func(c *Config) { c.Cycle = 2 * time.Hour }, []string{"cycle"}},
-		{"database not sqlite", func(c *Config) { c.Database = "postgres://db" }, []string{"database"}},
+		{"database neither sqlite nor postgres", func(c *Config) { c.Database = "mysql://u@db/x" }, []string{"database"}},
+		{"postgres without a host", func(c *Config) { c.Database = "postgres:///bpagents" }, []string{"database"}},
+		{"postgres without a database", func(c *Config) { c.Database = "postgresql://u@db:5432" }, []string{"database"}},
 		{"sqlite sync", func(c *Config) { c.SQLiteSync = "OFF" }, []string{"sqlite_sync"}},
 		{"log level", func(c *Config) { c.LogLevel = "trace" }, []string{"log_level"}},
 		{"log format", func(c *Config) { c.LogFormat = "xml" }, []string{"log_format"}},
@@ -457,6 +459,42 @@ func TestEnvVars(t *testing.T) {
 			continue // string fields accept anything
 		} else if fe := fieldErrors(t, err); len(fe) != 1 || fe[0].Field != path {
 			t.Errorf("%s: error %v does not name %s", k, err, path)
+		}
+	}
+}
+
+func TestPostgresDatabase(t *testing.T) {
+	t.Parallel()
+	for _, db := range []string{
+		"postgres://bpagents@127.0.0.1:5432/bpagents?sslmode=disable",
+		"postgresql://bp:s3cret@db.internal/economy",
+	} {
+		c := Default()
+		c.Database = db
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Validate(%s): %v", db, err)
+		}
+		if !c.IsPostgres() {
+			t.Fatalf("IsPostgres(%s) = false", db)
+		}
+	}
+	c := Default()
+	c.Database = "postgres://bp:s3cret@db:5432/economy?sslmode=require"
+	r := c.Redacted()
+	if strings.Contains(r.Database, "s3cret") || r.Database != "postgres://bp:xxxxx@db:5432/economy?sslmode=require" {
+		t.Fatalf("Redacted database = %q", r.Database)
+	}
+	if c.Database != "postgres://bp:s3cret@db:5432/economy?sslmode=require" {
+		t.Fatal("Redacted changed the original")
+	}
+	c.Database = "postgres://bp:s3cret@/economy"
+	if err := c.Validate(); err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "database") {
+		t.Fatalf("Validate of a URL without host: %v", err)
+	}
+	for _, db := range []string{"", "sqlite:/tmp/x.db"} {
+		c.Database = db
+		if c.IsPostgres() || c.Redacted().Database != db {
+			t.Fatalf("%q taken for postgres or changed by Redacted", db)
 		}
 	}
 }

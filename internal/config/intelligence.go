@@ -103,5 +103,6 @@ func (c Config) Redacted() Config {
 	if c.Intelligence.APIKey != "" {
 		c.Intelligence.APIKey = "[redacted]"
 	}
+	c.Database = redactDatabase(c.Database)
 	return c
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/bpagents/bpagents/internal/ledger"
 	"github.com/bpagents/bpagents/internal/money"
@@ -88,8 +87,8 @@ func (e *Economy) SubmitPrompt(ctx context.Context, who Principal, req PromptReq
 	if len(req.Content) > e.set.MaxPromptBytes {
 		return PromptView{}, invalid("content", "is %d bytes, at most %d allowed", len(req.Content), e.set.MaxPromptBytes)
 	}
-	if !utf8.ValidString(req.Content) {
-		return PromptView{}, invalid("content", "must be valid UTF-8")
+	if !storableText(req.Content) {
+		return PromptView{}, invalid("content", "must be valid UTF-8 without NUL characters")
 	}
 	if req.BidAmount < 0 || req.BidAmount > money.Max {
 		return PromptView{}, invalid("bid_amount", "must be between 0 and %s, got %s", money.Max, req.BidAmount)
@@ -265,8 +264,8 @@ func checkRating(req RatingRequest) (Scores, error) {
 		}
 		*f.dst = *f.v
 	}
-	if len(req.Reason) > MaxReasonBytes || !utf8.ValidString(req.Reason) {
-		return Scores{}, invalid("reason", "must be valid UTF-8 of at most %d bytes", MaxReasonBytes)
+	if len(req.Reason) > MaxReasonBytes || !storableText(req.Reason) {
+		return Scores{}, invalid("reason", "must be valid UTF-8 without NUL characters, at most %d bytes", MaxReasonBytes)
 	}
 	return sc, nil
 }

@@ -19,6 +19,8 @@ import (
 	"github.com/bpagents/bpagents/internal/money"
 	"github.com/bpagents/bpagents/internal/sandbox"
 	"github.com/bpagents/bpagents/internal/store"
+	"github.com/bpagents/bpagents/internal/store/postgres"
+	"github.com/bpagents/bpagents/internal/store/postgres/pgtest"
 )
 
 // population is the set of agent ids the workers know about.
@@ -80,14 +82,31 @@ func (t *tally) add(op string, err error) {
 // registry, bids, executions and workspaces must agree with each other.
 func TestConcurrentEconomy(t *testing.T) {
 	t.Parallel()
-	workers, opsEach := 16, 200
+	opsEach := 200
 	if raceEnabled {
 		// The race detector slows the pure-Go SQLite about twentyfold; the
 		// interleavings it checks do not need the full volume.
 		opsEach = 60
 	}
-	const seed = 20261125
-	w := newWorld(t, func(s *economy.Settings) {
+	runConcurrentEconomy(t, openSQLite, opsEach)
+}
+
+// TestConcurrentEconomyPostgres runs the same workload on PostgreSQL, where
+// writers really run at once and the store retries the transactions the
+// database aborts to keep them serializable. It is skipped without a server
+// (see pgtest).
+func TestConcurrentEconomyPostgres(t *testing.T) {
+	t.Parallel()
+	opsEach := 120
+	if raceEnabled {
+		opsEach = 60
+	}
+	runConcurrentEconomy(t, func(t *testing.T) store.Store { return pgtest.Open(t, postgres.Options{}) }, opsEach)
+}
+
+func runConcurrentEconomy(t *testing.T, open func(t *testing.T) store.Store, opsEach int) {
+	const workers, seed = 16, 20261125
+	w := newWorldOn(t, open, func(s *economy.Settings) {
 		s.SpawnFee = money.Credits(2)
 		s.MessageFee = money.MustParse("0.1")
 		s.MaxPendingBids = 4

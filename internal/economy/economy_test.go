@@ -320,3 +320,23 @@ func TestCancelBid(t *testing.T) {
 	}
 	w.audit()
 }
+
+// TestTextWithNULIsRefused: text every store can keep is valid UTF-8 without
+// NUL (PostgreSQL refuses NUL in text), so an agent's NUL is a clear refusal
+// that changes nothing, on every backend.
+func TestTextWithNULIsRefused(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, nil)
+	w.agent("a", money.Credits(10))
+	w.agent("b", money.Credits(10))
+	ctx := t.Context()
+	_, err := w.eco.SendMessage(ctx, "a", economy.MessageRequest{ToID: "b", Content: "hi\x00there"}, nil)
+	wantCode(t, "message with NUL", err, economy.CodeInvalid)
+	_, err = w.eco.Transfer(ctx, "a", economy.TransferRequest{ToID: "b", Amount: money.Credits(1), Memo: "x\x00"}, nil)
+	wantCode(t, "transfer memo with NUL", err, economy.CodeInvalid)
+	_, err = w.eco.Mint(ctx, "a", money.Credits(1), "grant\x00", nil)
+	wantCode(t, "mint memo with NUL", err, economy.CodeInvalid)
+	if b := w.balance("a"); b.Balance != money.Credits(10) {
+		t.Fatalf("a refused request moved money: balance %s", b.Balance)
+	}
+}

@@ -3,6 +3,8 @@ package economy
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 )
 
 // Code classifies an economy error; the API maps each code to one HTTP status.
@@ -49,4 +51,10 @@ func AsError(err error) (*Error, bool) {
 	var e *Error
 	ok := errors.As(err, &e)
 	return e, ok
+}
+
+// storableText reports whether s can be kept as text by every store backend:
+// valid UTF-8 without NUL characters (PostgreSQL refuses NUL in text).
+func storableText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
 }

@@ -163,6 +163,36 @@ func (e *Economy) buildEnv(ctx context.Context, tx store.Tx, s stamp, ex store.E
 	}, nil
 }
 
+// ExtendDeadline moves a running execution's deadline later (never earlier),
+// when its sandbox started late: the agent gets the running time its bundle
+// bought, and its token stays valid until the sandbox is killed.
+func (e *Economy) ExtendDeadline(ctx context.Context, id string, deadline time.Time) error {
+	return e.write(ctx, func(tx store.Tx) error {
+		s, err := e.stamp(ctx, tx)
+		if err != nil {
+			return err
+		}
+		ex, err := tx.GetExecution(ctx, id)
+		if err != nil {
+			return err
+		}
+		if ex.Status != store.ExecRunning {
+			return fail(CodeConflict, "execution %s is %s, not running", id, ex.Status)
+		}
+		deadline = deadline.UTC().Truncate(time.Microsecond)
+		if !deadline.After(ex.Deadline) {
+			return nil
+		}
+		old := ex.Deadline
+		ex.Deadline = deadline
+		if err := tx.UpdateExecution(ctx, ex); err != nil {
+			return err
+		}
+		return emit(ctx, tx, s, "execution.deadline_moved", ex.AgentID, ex.ID, map[string]any{"execution_id": ex.ID,
+			"from": rfc3339(old), "to": rfc3339(deadline)})
+	})
+}
+
 // FinishExecution records how an execution ended, stores its output, makes
 // its token invalid, and applies the death rule: an agent whose execution
 // ended without leaving a pending bid dies.
@@ -282,6 +312,7 @@ func (e *Economy) reinstateBid(ctx context.Context, tx store.Tx, s stamp, ex sto
 func (e *Economy) RecoverExecutions(ctx context.Context, detail string) ([]string, error) {
 	var closed []string
 	err := e.write(ctx, func(tx store.Tx) error {
+		closed = nil // the store may run fn again
 		s, err := e.stamp(ctx, tx)
 		if err != nil {
 			return err

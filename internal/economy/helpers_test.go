@@ -85,11 +85,12 @@ func (c *clock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// world is an Economy over a real SQLite database and workspace directory.
+// world is an Economy over a real database (SQLite unless a test picks
+// another) and workspace directory.
 type world struct {
 	t     *testing.T
 	eco   *economy.Economy
-	st    *sqlite.DB
+	st    store.Store
 	root  string // workspaces root
 	clock *clock
 	set   economy.Settings
@@ -108,12 +109,25 @@ var small = market.Bundle{CPUMillis: 500, MemoryMB: 256, DurationSeconds: 10}
 
 func newWorld(t *testing.T, tweak func(*economy.Settings)) *world {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "bpagents.db"), sqlite.Options{Synchronous: "NORMAL"})
+	return newWorldOn(t, openSQLite, tweak)
+}
+
+// openSQLite opens a fresh SQLite store, closed when t ends.
+func openSQLite(t *testing.T) store.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "bpagents.db"), sqlite.Options{Synchronous: "NORMAL"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// newWorldOn builds a world over the fresh, empty store open returns.
+func newWorldOn(t *testing.T, open func(t *testing.T) store.Store, tweak func(*economy.Settings)) *world {
+	t.Helper()
+	dir := t.TempDir()
+	st := open(t)
 	set := settings(t)
 	if tweak != nil {
 		tweak(&set)

@@ -35,6 +35,7 @@ func (e *Economy) Bootstrap(ctx context.Context) (bool, error) {
 	}
 	created := false
 	err := e.write(ctx, func(tx store.Tx) error {
+		created = false // the store may run fn again
 		s, err := e.stamp(ctx, tx)
 		if err != nil {
 			return err

@@ -2,7 +2,6 @@ package economy
 
 import (
 	"context"
-	"unicode/utf8"
 
 	"github.com/bpagents/bpagents/internal/ledger"
 	"github.com/bpagents/bpagents/internal/money"
@@ -50,8 +49,8 @@ func (e *Economy) SendMessage(ctx context.Context, actor string, req MessageRequ
 	if len(req.Content) > e.set.MaxMessageBytes {
 		return MessageView{}, invalid("content", "is %d bytes, at most %d allowed", len(req.Content), e.set.MaxMessageBytes)
 	}
-	if !utf8.ValidString(req.Content) {
-		return MessageView{}, invalid("content", "must be valid UTF-8")
+	if !storableText(req.Content) {
+		return MessageView{}, invalid("content", "must be valid UTF-8 without NUL characters")
 	}
 	var view MessageView
 	err := e.write(ctx, func(tx store.Tx) error {

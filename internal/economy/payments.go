@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/bpagents/bpagents/internal/ledger"
 	"github.com/bpagents/bpagents/internal/money"
@@ -49,8 +48,8 @@ func (e *Economy) Transfer(ctx context.Context, actor string, req TransferReques
 	if req.ToID == actor {
 		return TransferResult{}, invalid("to_id", "cannot pay yourself")
 	}
-	if len(req.Memo) > MaxMemoBytes || !utf8.ValidString(req.Memo) {
-		return TransferResult{}, invalid("memo", "must be valid UTF-8 of at most %d bytes", MaxMemoBytes)
+	if len(req.Memo) > MaxMemoBytes || !storableText(req.Memo) {
+		return TransferResult{}, invalid("memo", "must be valid UTF-8 without NUL characters, at most %d bytes", MaxMemoBytes)
 	}
 	var res TransferResult
 	err := e.write(ctx, func(tx store.Tx) error {
@@ -86,6 +85,9 @@ func (e *Economy) Transfer(ctx context.Context, actor string, req TransferReques
 func (e *Economy) Mint(ctx context.Context, agentID string, amount money.Micro, memo string, idem *Idem) (TransferResult, error) {
 	if err := checkAmount("amount", amount); err != nil {
 		return TransferResult{}, err
+	}
+	if len(memo) > MaxMemoBytes || !storableText(memo) {
+		return TransferResult{}, invalid("memo", "must be valid UTF-8 without NUL characters, at most %d bytes", MaxMemoBytes)
 	}
 	var res TransferResult
 	err := e.write(ctx, func(tx store.Tx) error {

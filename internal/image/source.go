@@ -134,6 +134,8 @@ func keyringFile(v string) string {
 	return ""
 }
 
+var distributionName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
 // PyprojectDependencies returns the distribution names in the
 // [project].dependencies array of a pyproject.toml, without versions,
 // extras or markers. It reads only that array, written as a TOML array of
@@ -175,7 +177,7 @@ func PyprojectDependencies(pyproject []byte) ([]string, error) {
 			if i := strings.IndexAny(item, "<>=!~;[ @"); i >= 0 {
 				name = item[:i]
 			}
-			if !regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`).MatchString(name) {
+			if !distributionName.MatchString(name) {
 				return nil, fmt.Errorf("pyproject.toml: dependency %q has no valid name", item)
 			}
 			names = append(names, name)

@@ -119,11 +119,21 @@ func Post(ctx context.Context, tx store.Tx, p Posting) (store.Transfer, error) {
 	if from.ID != MintAccount && from.Balance < p.Amount {
 		return store.Transfer{}, &InsufficientFundsError{Account: from.ID, Need: p.Amount, Have: from.Balance}
 	}
-	if _, err := tx.AddToBalance(ctx, p.From, -p.Amount); err != nil {
-		return store.Transfer{}, err
+	// Change the two balances in account order: concurrent postings between
+	// the same accounts, in either direction, then lock them in the same
+	// order and cannot deadlock (a database that runs writers at once would
+	// stall until it noticed, then abort one).
+	moves := [2]struct {
+		id    string
+		delta money.Micro
+	}{{p.From, -p.Amount}, {p.To, p.Amount}}
+	if p.To < p.From {
+		moves[0], moves[1] = moves[1], moves[0]
 	}
-	if _, err := tx.AddToBalance(ctx, p.To, p.Amount); err != nil {
-		return store.Transfer{}, err
+	for _, m := range moves {
+		if _, err := tx.AddToBalance(ctx, m.id, m.delta); err != nil {
+			return store.Transfer{}, err
+		}
 	}
 	t := store.Transfer{Kind: string(p.Kind), From: p.From, To: p.To, Amount: p.Amount, Ref: p.Ref, Memo: p.Memo,
 		Cycle: p.Cycle, Created: p.Time}

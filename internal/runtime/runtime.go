@@ -44,6 +44,9 @@ type Runtime struct {
 	wg       sync.WaitGroup
 	// cycleDone, when set, is called after each clearing (tests, metrics).
 	cycleDone func(economy.ClearResult)
+	// started and finished, when set, observe each execution (metrics).
+	started  func(backend string, took time.Duration)
+	finished func(reason string)
 }
 
 // New returns a runtime over eco and sb.
@@ -53,6 +56,15 @@ func New(eco *economy.Economy, sb sandbox.ExecutionSandbox, cfg Config, log *slo
 
 // OnCycle registers a function called after every clearing.
 func (r *Runtime) OnCycle(fn func(economy.ClearResult)) { r.cycleDone = fn }
+
+// OnSandboxStart registers a function called with how long the sandbox took
+// to start each execution (until the agent's process runs). Register hooks
+// before Run; they must not block.
+func (r *Runtime) OnSandboxStart(fn func(backend string, took time.Duration)) { r.started = fn }
+
+// OnFinished registers a function called with the termination reason of
+// every execution once its result is recorded.
+func (r *Runtime) OnFinished(fn func(reason string)) { r.finished = fn }
 
 // Recover removes orphaned sandboxes and closes executions a previous
 // process left running. Call it once before Run.
@@ -193,6 +205,9 @@ func (r *Runtime) execute(ex store.Execution) {
 		log.Error("cannot record execution result", "err", err)
 		return
 	}
+	if r.finished != nil {
+		r.finished(fin.Reason)
+	}
 	log.Info("execution finished", "reason", fin.Reason, "exit_code", fin.ExitCode,
 		"wall_ms", fin.Ended.Sub(fin.Started).Milliseconds(), "cpu_seconds", fin.CPUSeconds)
 }
@@ -243,10 +258,25 @@ func (r *Runtime) runSandbox(ctx context.Context, st economy.Started, log *slog.
 	if stopping {
 		return failed(sandbox.ReasonKilled, "the system was shutting down")
 	}
+	startAt := time.Now()
+	// The bundle buys duration seconds of running time: count them from
+	// now, not from when the execution was opened (a busy engine may take
+	// seconds to start a sandbox). env.json's deadline, written before, is
+	// then a conservative bound, and the token stays valid until the kill.
+	spec.Deadline = later(spec.Deadline, startAt.Add(spec.Limits.Duration))
+	if spec.Deadline.Sub(st.Execution.Deadline) > deadlineSlack {
+		if err := r.eco.ExtendDeadline(ctx, st.Execution.ID, spec.Deadline); err != nil {
+			log.Warn("cannot move the execution's deadline", "err", err)
+			spec.Deadline = st.Execution.Deadline
+		}
+	}
 	h, err := r.sb.Start(ctx, spec)
 	if err != nil {
 		log.Warn("sandbox did not start", "err", err)
 		return failed(sandbox.ReasonError, "sandbox start: "+err.Error())
+	}
+	if r.started != nil {
+		r.started(r.sb.Name(), time.Since(startAt))
 	}
 	r.mu.Lock()
 	r.running[st.Execution.ID] = h
@@ -264,4 +294,15 @@ func (r *Runtime) runSandbox(ctx context.Context, st economy.Started, log *slog.
 		return failed(sandbox.ReasonError, "sandbox wait: "+err.Error())
 	}
 	return res
+}
+
+// deadlineSlack is how late a sandbox may start before its execution's
+// recorded deadline is moved to match.
+const deadlineSlack = 100 * time.Millisecond
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }

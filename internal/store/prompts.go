@@ -71,6 +71,7 @@ type Prompts interface {
 // MessageFilter selects messages, newest first.
 type MessageFilter struct {
 	To        string // only messages to this recipient; empty: all
+	Party     string // only messages from or to this agent; empty: all
 	BeforeSeq int64  // only messages with Seq below this (0: from the newest)
 	Limit     int    // 0: no limit
 }

@@ -1,6 +1,10 @@
 // Package store owns the persistence contract: the rows the system keeps, the
 // transactional interface every database backend implements, and the errors
-// callers check. Backends live in sub-packages (sqlite, later postgres).
+// callers check. Backends live in sub-packages (sqlite, postgres) and share
+// their SQL through sqlstore; storetest is the conformance suite they all pass.
+//
+// Text the store keeps is valid UTF-8 without NUL characters (PostgreSQL
+// cannot hold NUL in text); callers refuse other input before it gets here.
 //
 // The store never decides anything: it does not check balances, rank bids or
 // judge deaths. Domain packages make those decisions inside a transaction the
@@ -26,10 +30,23 @@ var (
 
 // Store is a database holding one economy.
 type Store interface {
-	// Write runs fn in a read-write transaction. If fn returns an error the
-	// transaction is rolled back and nothing it did is kept.
+	// Write runs fn in a read-write transaction. If fn returns an error (or
+	// panics) the transaction is rolled back and nothing it did is kept.
+	// Write transactions are serializable: they behave as if they ran one at
+	// a time, whatever the number of processes writing.
+	//
+	// fn may run more than once: a backend that lets writers run
+	// concurrently (postgres) runs it again from the start, on a fresh
+	// snapshot, when the database aborts the transaction to keep writers
+	// serializable. So fn must only act through tx and must reset, not
+	// accumulate, anything it reports to its caller (assign results; do not
+	// append to an outer slice). Side effects outside the database (files,
+	// messages, metrics) belong after Write returns, and fn must never call
+	// Write or Read itself: a store may let one writer in at a time.
 	Write(ctx context.Context, fn func(tx Tx) error) error
-	// Read runs fn in a read-only snapshot.
+	// Read runs fn once in a read-only snapshot: every read in fn sees the
+	// same committed state. A backend may refuse writes in it; none keeps
+	// them.
 	Read(ctx context.Context, fn func(tx Tx) error) error
 	// Backend names the database kind ("sqlite", "postgres").
 	Backend() string

@@ -79,7 +79,7 @@ func TestHostileAgents(t *testing.T) {
 			sandbox.Limits{CPUMillis: 500, MemoryBytes: 64 << 20, Duration: 2 * time.Second},
 			sandbox.ReasonTimeout, func(t *testing.T, res sandbox.Result) {
 				wall := res.EndedAt.Sub(res.StartedAt).Seconds()
-				if limit := 0.5*wall + 0.3; res.CPUSeconds > limit || res.CPUSeconds < 0.3 {
+				if limit := 0.5*wall + 0.3; res.CPUSeconds > limit || res.CPUSeconds < 0.05 {
 					t.Errorf("spinner used %.2f CPU seconds in %.2f s at 0.5 cores (limit %.2f)", res.CPUSeconds, wall, limit)
 				}
 				t.Logf("spinner: %.2f CPU seconds in %.2f s of wall time at 0.5 cores", res.CPUSeconds, wall)

@@ -186,6 +186,8 @@ func quietOutput(out []byte) string {
 }
 
 func (f *firewall) describe() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	ports := make([]string, len(f.ports))
 	for i, p := range f.ports {
 		ports[i] = strconv.Itoa(p)

@@ -90,7 +90,11 @@ func (h *handle) armDeadline(deadline time.Time) {
 		return
 	}
 	d := time.Until(deadline)
-	detail := fmt.Sprintf("deadline passed after %s of wall-clock time", d.Round(time.Millisecond))
+	detail := fmt.Sprintf("deadline passed %s after the container started", d.Round(time.Millisecond))
+	if d <= 0 {
+		detail = fmt.Sprintf("the deadline had passed %s before the container started: the engine was slow to start it",
+			(-d).Round(time.Millisecond))
+	}
 	h.timer = time.AfterFunc(d, func() { h.terminate(sandbox.ReasonTimeout, detail) })
 }
 

@@ -45,6 +45,16 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared.sb != nil {
 		shared.srv.Close()
+		// A test that failed half-way may have left executions running.
+		shared.sb.mu.Lock()
+		var running []*handle
+		for _, h := range shared.sb.active {
+			running = append(running, h)
+		}
+		shared.sb.mu.Unlock()
+		for _, h := range running {
+			h.Kill(context.Background())
+		}
 		if err := shared.sb.Close(); err != nil {
 			fmt.Fprintln(os.Stderr, "closing the shared docker sandbox:", err)
 			code = 1

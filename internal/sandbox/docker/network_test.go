@@ -58,7 +58,7 @@ func TestNetworkReachesOnlyTheAPI(t *testing.T) {
 	otherPort := other.Addr().(*net.TCPAddr).Port
 
 	targets := map[string]string{
-		"api":                         strings.TrimPrefix(api, "http://"),
+		"api":                          strings.TrimPrefix(api, "http://"),
 		"other port on the api's host": net.JoinHostPort(sb.APIHost(), strconv.Itoa(otherPort)),
 	}
 	for _, a := range hostIPv4s(t) {

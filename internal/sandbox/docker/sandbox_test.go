@@ -150,6 +150,7 @@ def term(*_):
     sys.exit(3)
 signal.signal(signal.SIGTERM, term)
 print("ready", flush=True)
+open("ready", "w").close()
 time.sleep(30)
 `
 	tests := []struct {
@@ -161,22 +162,23 @@ time.sleep(30)
 		{"stop lets a handler run", python(handler), func(h sandbox.Handle) error {
 			return h.Stop(context.Background(), 5*time.Second)
 		}, "got SIGTERM"},
-		{"stop kills after grace", []string{"sh", "-c", "trap '' TERM; echo ready; sleep 30"}, func(h sandbox.Handle) error {
+		{"stop kills after grace", []string{"sh", "-c", "trap '' TERM; echo ready; touch ready; sleep 30"}, func(h sandbox.Handle) error {
 			return h.Stop(context.Background(), 300*time.Millisecond)
 		}, "ready"},
-		{"kill", []string{"sh", "-c", "echo ready; sleep 30"}, func(h sandbox.Handle) error {
+		{"kill", []string{"sh", "-c", "echo ready; touch ready; sleep 30"}, func(h sandbox.Handle) error {
 			return h.Kill(context.Background())
 		}, "ready"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			spec := newSpec(t, newWorkspace(t, nil), api, tt.cmd...)
+			ws := newWorkspace(t, nil)
+			spec := newSpec(t, ws, api, tt.cmd...)
 			h, err := sb.Start(context.Background(), spec)
 			if err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(1500 * time.Millisecond) // let the handler be installed
+			waitForFile(t, filepath.Join(ws, "ready")) // the handler is installed
 			start := time.Now()
 			if err := tt.stop(h); err != nil {
 				t.Fatal(err)
@@ -311,5 +313,54 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if got := hostname("Agent_7.x"); got != "agent-7-x" {
 		t.Errorf("hostname = %q", got)
+	}
+}
+
+// TestImageEntrypointRules runs the image's runner with no command, as
+// `docker run` by hand would: it applies SPEC §4's rules itself.
+func TestImageEntrypointRules(t *testing.T) {
+	t.Parallel()
+	sb, api := sharedSandbox(t)
+	tests := []struct {
+		name  string
+		files map[string]string
+		code  int
+		out   string
+	}{
+		{"agent.json command", map[string]string{"agent.json": `{"command": ["sh", "-c", "echo from-agent-json"]}`,
+			"main.py": "print('from main.py')"}, 0, "from-agent-json"},
+		{"main.py", map[string]string{"agent.json": `{"name": "x"}`, "main.py": "import os; print('from main.py', os.getcwd())"},
+			0, "from main.py /workspace"},
+		{"executable main", map[string]string{"main": "#!/bin/sh\necho from-main\n"}, 0, "from-main"},
+		{"nothing to run", map[string]string{"README": "hi"}, 127, "no_entrypoint"},
+		{"bad agent.json", map[string]string{"agent.json": `{"command": []}`}, 127, "non-empty list"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ws := newWorkspace(t, tt.files)
+			if _, ok := tt.files["main"]; ok {
+				os.Chmod(filepath.Join(ws, "main"), 0o755)
+			}
+			res := run(t, sb, newSpec(t, ws, api, "bp-agent-run"))
+			if res.ExitCode != tt.code || !strings.Contains(string(res.Output), tt.out) {
+				t.Errorf("exit %d output %q; want %d and %q", res.ExitCode, res.Output, tt.code, tt.out)
+			}
+		})
+	}
+}
+
+// waitForFile waits until an agent has created path.
+func waitForFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never appeared", path)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -223,6 +223,12 @@ func (h *handle) launch(ctx context.Context, p plan) error {
 	}
 	created, err := s.cli.ContainerCreate(ctx, p.config, p.host, nil, nil, p.name)
 	if err != nil {
+		if ctx.Err() != nil {
+			// The engine may have created it after we stopped listening.
+			rctx, cancel := engineCtx()
+			s.cli.ContainerRemove(rctx, p.name, container.RemoveOptions{Force: true})
+			cancel()
+		}
 		return fmt.Errorf("create container: %w", err)
 	}
 	h.id = created.ID

@@ -2,10 +2,12 @@
 // driver (no C toolchain), in WAL mode, with versioned migrations applied at
 // open.
 //
-// It owns the SQL for SQLite and nothing else: it never decides whether a
-// transfer is allowed or who wins a bid. All writes go through one connection
-// in BEGIN IMMEDIATE transactions, so writers queue instead of failing with
-// SQLITE_BUSY; reads use a separate pool and see consistent WAL snapshots.
+// It owns opening and pooling SQLite and nothing else: the SQL itself is
+// shared with the other backends (package sqlstore), and it never decides
+// whether a transfer is allowed or who wins a bid. All writes go through one
+// connection in BEGIN IMMEDIATE transactions, so writers queue instead of
+// failing with SQLITE_BUSY and run one at a time; reads use a separate pool
+// and see consistent WAL snapshots.
 package sqlite
 
 import (
@@ -19,6 +21,7 @@ import (
 	"strings"
 
 	"github.com/bpagents/bpagents/internal/store"
+	"github.com/bpagents/bpagents/internal/store/sqlstore"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -81,7 +84,7 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 		writer.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
 	}
-	if err := migrate(ctx, writer); err != nil {
+	if err := sqlstore.Migrate(ctx, writer, &dialect); err != nil {
 		writer.Close()
 		return nil, err
 	}
@@ -107,100 +110,14 @@ func (db *DB) Close() error {
 	return errors.Join(db.reader.Close(), db.writer.Close())
 }
 
-// Write implements store.Store.
+// Write implements store.Store. Writers run one at a time, so fn runs once.
 func (db *DB) Write(ctx context.Context, fn func(tx store.Tx) error) error {
-	return runTx(ctx, db.writer, false, fn)
+	_, err := sqlstore.Attempt(ctx, db.writer, &dialect, sqlstore.Mode{Commit: true}, fn)
+	return err
 }
 
 // Read implements store.Store.
 func (db *DB) Read(ctx context.Context, fn func(tx store.Tx) error) error {
-	return runTx(ctx, db.reader, true, fn)
-}
-
-func runTx(ctx context.Context, pool *sql.DB, readOnly bool, fn func(tx store.Tx) error) (err error) {
-	sqlTx, err := pool.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("sqlite: begin: %w", err)
-	}
-	defer func() {
-		if p := recover(); p != nil {
-			_ = sqlTx.Rollback()
-			panic(p)
-		}
-	}()
-	t := &tx{tx: sqlTx}
-	if err := fn(t); err != nil {
-		_ = sqlTx.Rollback()
-		return err
-	}
-	if readOnly {
-		// Nothing to keep; ending with rollback releases the snapshot cheaply.
-		_ = sqlTx.Rollback()
-		return nil
-	}
-	if err := sqlTx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: commit: %w", err)
-	}
-	return nil
-}
-
-// tx implements store.Tx on a database/sql transaction.
-type tx struct {
-	tx *sql.Tx
-}
-
-func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	res, err := t.tx.ExecContext(ctx, q, args...)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	return res, nil
-}
-
-// mapErr turns driver errors into store errors where callers care.
-func mapErr(err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return store.ErrNotFound
-	}
-	msg := err.Error()
-	if strings.Contains(msg, "UNIQUE constraint failed") || strings.Contains(msg, "PRIMARY KEY constraint failed") {
-		return fmt.Errorf("%w: %s", store.ErrConflict, msg)
-	}
+	_, err := sqlstore.Attempt(ctx, db.reader, &dialect, sqlstore.Mode{}, fn)
 	return err
-}
-
-// queryAll runs q and scans every row with scan.
-func queryAll[T any](ctx context.Context, t *tx, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
-	rows, err := t.tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, mapErr(err)
-	}
-	defer rows.Close()
-	var out []T
-	for rows.Next() {
-		v, err := scan(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
-// expectOne turns "no row changed" into ErrNotFound.
-func expectOne(res sql.Result, err error) error {
-	if err != nil {
-		return err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return err
-	}
-	if n == 0 {
-		return store.ErrNotFound
-	}
-	return nil
 }

@@ -217,6 +217,8 @@ func testListMessages(t *testing.T, st store.Store) {
 		{"past the end", store.MessageFilter{To: "human", BeforeSeq: msgs[0].Seq}, nil},
 		{"all", store.MessageFilter{}, []string{"m6", "m5", "m4", "m3", "m2", "m1"}},
 		{"nobody", store.MessageFilter{To: "nobody"}, nil},
+		{"party as recipient", store.MessageFilter{Party: "b"}, []string{"m5", "m2"}},
+		{"party as sender, paged", store.MessageFilter{Party: "a", BeforeSeq: msgs[4].Seq, Limit: 3}, []string{"m4", "m3", "m2"}},
 	}
 	for _, tc := range cases {
 		if got := list(tc.f); !slices.Equal(got, tc.want) {

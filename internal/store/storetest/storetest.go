@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite of the store contract: every
-// backend (sqlite today, postgres later) runs the same tests through Run, so
+// backend (sqlite, postgres) runs the same tests through Run, so
 // that the domain packages can rely on one behaviour whatever the database.
 //
 // The suite speaks only store's interfaces. It never assumes a SQL dialect,
