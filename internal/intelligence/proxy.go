@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/bpagents/bpagents/internal/economy"
+	"github.com/bpagents/bpagents/internal/logctx"
 	"github.com/bpagents/bpagents/internal/money"
 )
 
@@ -113,6 +114,7 @@ type Usage struct {
 // call is one request on its way through the proxy.
 type call struct {
 	who          economy.Principal
+	log          *slog.Logger // carries the request id
 	body         map[string]json.RawMessage
 	model        string
 	stream       bool
@@ -131,6 +133,7 @@ func (p *Proxy) Forward(ctx context.Context, w http.ResponseWriter, raw []byte, 
 	if err != nil {
 		return err
 	}
+	c.log = logctx.From(ctx, p.log)
 	if err := p.authorize(ctx, c); err != nil {
 		return err
 	}
@@ -282,7 +285,7 @@ func (p *Proxy) upstreamFailed(c *call, resp *http.Response) error {
 		msg = msg[:500] + "…"
 	}
 	p.record(c, economy.Inference{Model: c.model, Stream: c.stream, Status: resp.StatusCode})
-	p.log.Warn("model upstream refused a call", "status", resp.StatusCode, "execution_id", c.who.ExecutionID)
+	c.log.Warn("model upstream refused a call", "status", resp.StatusCode, "execution_id", c.who.ExecutionID)
 	return &economy.Error{Code: economy.CodeUpstream,
 		Detail: fmt.Sprintf("the model upstream answered %d: %s", resp.StatusCode, msg),
 		Extra:  map[string]any{"upstream_status": resp.StatusCode}}
@@ -305,7 +308,7 @@ func (p *Proxy) relay(w http.ResponseWriter, c *call, resp *http.Response) error
 	w.WriteHeader(http.StatusOK)
 	_, err := w.Write(raw)
 	if err != nil {
-		p.log.Debug("agent went away before the answer was written", "execution_id", c.who.ExecutionID)
+		c.log.Debug("agent went away before the answer was written", "execution_id", c.who.ExecutionID)
 	}
 	return nil
 }
@@ -318,7 +321,7 @@ func (p *Proxy) record(c *call, inf economy.Inference) economy.InferenceRecord {
 	inf.Model = c.model
 	rec, err := p.meter.RecordInference(ctx, c.who, inf, p.cfg.CreditsPerToken)
 	if err != nil {
-		p.log.Error("recording model usage failed", "execution_id", c.who.ExecutionID, "err", err)
+		c.log.Error("recording model usage failed", "execution_id", c.who.ExecutionID, "err", err)
 	}
 	return rec
 }

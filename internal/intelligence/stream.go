@@ -78,7 +78,7 @@ func (p *Proxy) relayStream(ctx context.Context, w http.ResponseWriter, c *call,
 		inf.PromptTokens, inf.CompletionTokens = c.promptTokens, estimateTokens(completionChars)
 	}
 	rec := p.record(c, inf)
-	p.log.Debug("model stream ended", "execution_id", c.who.ExecutionID, "tokens", inf.Total(),
+	c.log.Debug("model stream ended", "execution_id", c.who.ExecutionID, "tokens", inf.Total(),
 		"estimated", inf.Estimated, "aborted", inf.Aborted, "tokens_used", rec.TokensUsed)
 }
 
