@@ -24,7 +24,7 @@ type command struct {
 
 // commands is every subcommand with its help text and examples.
 var commands = []command{
-	{Name: "up", Synopsis: "up [--home DIR] [--addr HOST:PORT] [--sandbox auto|docker|process] [--cycle 2s] [--config FILE]",
+	{Name: "up", Synopsis: "up [--home DIR] [--addr HOST:PORT] [--sandbox auto|docker|process] [--cycle 2s] [--database URL] [--config FILE]",
 		About: "Runs the whole system in one process: API, scheduler, runner and the dashboard at http://ADDR/.\n" +
 			"Every setting can also come from the YAML file or BPAGENTS_* variables.",
 		Examples: []string{"bpagents up", "bpagents up --home /srv/econ --addr 0.0.0.0:8000 --cycle 1s",
@@ -79,11 +79,11 @@ var commands = []command{
 			"bpagents export --what ledger --format csv --out ledger.csv",
 			"bpagents export --what events --format jsonl | jq -c 'select(.type==\"prompt.rated\")'"},
 		Values: map[string][]string{"what": {"events", "ledger"}, "format": {"jsonl", "csv"}}},
-	{Name: "audit", Synopsis: "audit [--replay] [--home DIR] [--server URL] [--json]",
+	{Name: "audit", Synopsis: "audit [--replay] [--home DIR] [--database URL] [--server URL] [--json]",
 		About: "Checks every ledger invariant, reading <home>/data/bpagents.db directly (the server may be running\n" +
 			"or stopped), or asking a server with --server. Exits 1 when any invariant is violated.",
 		Examples: []string{"bpagents audit --home /srv/econ", "bpagents audit --replay --server http://127.0.0.1:8000"}},
-	{Name: "simulate", Flags: []string{"cycles", "mechanism", "every", "progress", "rate", "config", "home", "addr", "sandbox", "cycle"}, Synopsis: "simulate [--cycles 200] [--mechanism first-price|critical] [--home DIR]",
+	{Name: "simulate", Flags: []string{"cycles", "mechanism", "every", "progress", "rate", "config", "home", "addr", "sandbox", "cycle", "database"}, Synopsis: "simulate [--cycles 200] [--mechanism first-price|critical] [--home DIR]",
 		About:    "Runs genesis and its descendants for N cycles as fast as they execute and summarises.",
 		Examples: []string{"bpagents simulate --cycles 200 --mechanism critical --home /tmp/sim1"},
 		Values:   map[string][]string{"mechanism": {"first-price", "critical"}}},
