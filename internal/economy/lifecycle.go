@@ -449,9 +449,10 @@ func (e *Economy) cancelQueued(ctx context.Context, tx store.Tx, s stamp, agentI
 
 // checkStranded applies the death rule to an idle agent whose last chance to
 // wake just went away (its bid expired or was cancelled by its payer): an
-// agent that is not running and has no pending bid can never execute again,
-// and execution is existence, so it dies — "bankrupt" when it had no credits
-// left, "no_bid" otherwise. Its remaining credits are burned.
+// agent that is not running, has no pending bid and no credits can never
+// execute again, so it dies "bankrupt". An agent that still has credits
+// stays, dormant: it costs nothing, and any agent may wake it with a bid
+// for it (for_agent), as a parent may wake its child.
 func (e *Economy) checkStranded(ctx context.Context, tx store.Tx, s stamp, agentID string) error {
 	a, err := tx.GetAgent(ctx, agentID)
 	if err != nil || a.Status != store.AgentAlive {
@@ -469,11 +470,10 @@ func (e *Economy) checkStranded(ctx context.Context, tx store.Tx, s stamp, agent
 	if err != nil {
 		return err
 	}
-	reason := DeathNoBid
 	if bal.Available == 0 && bal.Held == 0 {
-		reason = DeathBankrupt
+		return e.die(ctx, tx, s, agentID, DeathBankrupt)
 	}
-	return e.die(ctx, tx, s, agentID, reason)
+	return nil
 }
 
 // Kill ends an agent at the operator's request.

@@ -254,9 +254,10 @@ func TestCriticalMechanismRefunds(t *testing.T) {
 	w.audit()
 }
 
-// An idle agent whose last bid expires can never wake again: it dies
-// (no_bid), its remaining credits burned. A busy agent is left alone.
-func TestStrandedAgentDiesWhenItsLastBidExpires(t *testing.T) {
+// An idle agent whose last bid expires stays alive, dormant, while it has
+// credits (another agent may still wake it); one without credits dies
+// bankrupt.
+func TestExpiredLastBid(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, func(s *economy.Settings) {
 		s.BidTTLCycles = 2
@@ -264,21 +265,31 @@ func TestStrandedAgentDiesWhenItsLastBidExpires(t *testing.T) {
 	})
 	w.agent("a", money.Credits(100))
 	w.agent("b", money.Credits(50))
+	w.agent("d", 0)
 	w.bid("a", money.Credits(9))
 	lo := w.bid("b", money.Credits(2))
+	forD, err := w.eco.PlaceBid(t.Context(), "b", economy.BidRequest{Amount: money.Credits(1), Bundle: small, ForAgent: "d"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	w.clear() // a wins and holds the only room while its execution is queued
 	w.clear()
-	res := w.clear() // b's bid expires
-	if res.Expired < 1 || w.getBid(lo.ID).Status != store.BidExpired {
-		t.Fatalf("b's bid did not expire: %+v", w.getBid(lo.ID))
+	w.clear() // b's two bids expire
+	if w.getBid(lo.ID).Status != store.BidExpired || w.getBid(forD.ID).Status != store.BidExpired {
+		t.Fatalf("bids did not expire: %+v %+v", w.getBid(lo.ID), w.getBid(forD.ID))
 	}
-	b := w.balance("b")
-	if b.Status != store.AgentDead || b.Balance != 0 || b.Held != 0 {
-		t.Fatalf("stranded agent b: %+v", b)
+	if b := w.balance("b"); b.Status != store.AgentAlive || b.Balance != money.Credits(50) || b.Held != 0 {
+		t.Fatalf("dormant agent b with credits: %+v", b)
 	}
-	v, err := w.eco.Agent(t.Context(), "b")
-	if err != nil || v.DeathReason != economy.DeathNoBid {
-		t.Fatalf("b died for %q, want no_bid (%v)", v.DeathReason, err)
+	if d := w.balance("d"); d.Status != store.AgentDead {
+		t.Fatalf("agent d, with no credits and no bid left: %+v", d)
+	}
+	if v, _ := w.eco.Agent(t.Context(), "d"); v.DeathReason != economy.DeathBankrupt {
+		t.Fatalf("d died for %q, want bankrupt", v.DeathReason)
+	}
+	// Anyone may still wake the dormant b by bidding for it.
+	if _, err := w.eco.PlaceBid(t.Context(), "a", economy.BidRequest{Amount: money.Credits(1), Bundle: small, ForAgent: "b"}, nil); err != nil {
+		t.Fatal(err)
 	}
 	if a := w.balance("a"); a.Status != store.AgentAlive {
 		t.Fatalf("busy agent a died: %+v", a)
