@@ -98,6 +98,12 @@ func cmdStatus(ctx context.Context, args []string) error {
 		st.Money.Circulating, st.Money.Held, st.Money.Minted, st.Money.Burned)
 	fmt.Fprintf(w, "bids\t%d pending\n", st.PendingBids)
 	fmt.Fprintf(w, "sandbox\t%s (%d running)\n", st.Runtime.Sandbox, st.Runtime.Running)
+	for _, r := range st.Runtime.Runners {
+		fmt.Fprintf(w, "runner %s\t%s pid %d, %s, %d running, heartbeat %s\n", r.ID, r.Host, r.PID, r.Sandbox, r.Running, r.Heartbeat)
+	}
+	if st.Runtime.Leader != "" {
+		fmt.Fprintf(w, "scheduler\tleader %s\n", st.Runtime.Leader)
+	}
 	for _, r := range market.Resources {
 		m := st.Markets[string(r)]
 		fmt.Fprintf(w, "market %s\tprice %s, utilization %.0f%%, capacity %g\n", r, m.Price, m.Utilization*100, m.Capacity)

@@ -30,6 +30,21 @@ var commands = []command{
 		Examples: []string{"bpagents up", "bpagents up --home /srv/econ --addr 0.0.0.0:8000 --cycle 1s",
 			"BPAGENTS_LOG_FORMAT=json bpagents up --sandbox process"},
 		Values: map[string][]string{"sandbox": {"auto", "docker", "process"}}},
+	{Name: "serve", Synopsis: "serve --role api|scheduler|runner|all --database postgres://… [--home DIR] [--addr HOST:PORT] [--runner-id ID] [--runner-slots N] [--public-url URL] [--sandbox auto|docker|process] [--cycle 2s] [--config FILE]",
+		About: "Runs one role of a deployment whose processes share one PostgreSQL database (and one home:\n" +
+			"the workspaces directory must be the same directory for every runner, e.g. on NFS):\n" +
+			"  api        the HTTP API and dashboard on --addr; stateless, run as many replicas as you like\n" +
+			"  scheduler  clears the market every cycle while it holds the leader lock; standbys take over\n" +
+			"             within seconds when the leader dies, and the leader closes the executions of runners\n" +
+			"             whose heartbeats stopped (cluster.runner_timeout) as killed, reinstating their bids\n" +
+			"  runner     claims queued executions (FOR UPDATE SKIP LOCKED) and runs them in its sandbox;\n" +
+			"             agents reach the API at --public-url\n" +
+			"  all        everything in one process, as bpagents up (the only role SQLite allows)",
+		Examples: []string{
+			"bpagents serve --role api --database \"$DB\" --home /srv/econ --addr 0.0.0.0:8000",
+			"bpagents serve --role scheduler --database \"$DB\" --home /srv/econ",
+			"bpagents serve --role runner --database \"$DB\" --home /srv/econ --public-url http://api.internal:8000 --runner-slots 8"},
+		Values: map[string][]string{"role": {"api", "scheduler", "runner", "all"}, "sandbox": {"auto", "docker", "process"}}},
 	{Name: "status", Synopsis: "status [--json]",
 		About:    "Population, cycle, credits in circulation next to minted and burned, the sandbox and each market.",
 		Examples: []string{"bpagents status", "bpagents status --json | jq .money"}},

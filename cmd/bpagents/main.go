@@ -23,6 +23,10 @@ Usage:
   bpagents up [flags]                 run API, scheduler, runner and the dashboard (http://ADDR/);
                                       --sandbox auto|docker|process (auto: docker when the
                                       engine answers and the image exists, else process)
+  bpagents serve --role api|scheduler|runner|all [flags]
+                                      one role of a deployment sharing a PostgreSQL database
+                                      (--database postgres://…): API replicas, a leader-elected
+                                      scheduler, runners on any number of hosts
   bpagents status [--json]            population, cycle, money, markets
   bpagents agents [--tree] [--json]   the agent directory, or its lineage tree
   bpagents agent ID [--json]          one agent: balances, lineage, recent executions, bids
@@ -88,6 +92,8 @@ func run(ctx context.Context, cmd string, args []string) error {
 	switch cmd {
 	case "up":
 		return cmdUp(ctx, args)
+	case "serve":
+		return cmdServe(ctx, args)
 	case "status":
 		return cmdStatus(ctx, args)
 	case "audit":

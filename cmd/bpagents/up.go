@@ -62,22 +62,30 @@ func cmdUp(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	return serve(ctx, cfg, "all")
+}
+
+// serve runs role until ctx ends: it opens the system, listens on addr when
+// the role serves the API, and serves.
+func serve(ctx context.Context, cfg config.Config, role string) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	log := newLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
-	a, err := app.Open(ctx, cfg, log, app.Options{Version: version})
+	a, err := app.Open(ctx, cfg, log, app.Options{Version: version, Role: role})
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		a.Close()
-		return fmt.Errorf("listen: %w", err)
+	var ln net.Listener
+	if a.API != nil {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			a.Close()
+			return fmt.Errorf("listen: %w", err)
+		}
 	}
 	start := time.Now()
 	err = a.Serve(ctx, ln)
-	log.Info("stopped", "ran_for", time.Since(start).Round(time.Second).String())
+	log.Info("stopped", "role", role, "ran_for", time.Since(start).Round(time.Second).String())
 	return err
 }
 

@@ -94,6 +94,8 @@ type ExecutionView struct {
 	OutputCut   int64         `json:"output_dropped_bytes"`
 	WallSeconds float64       `json:"wall_seconds"`
 	TokensUsed  int64         `json:"tokens_used"`
+	// RunnerID is the runner that claimed it (empty until one did).
+	RunnerID string `json:"runner_id,omitempty"`
 }
 
 func executionView(e store.Execution) ExecutionView {
@@ -106,7 +108,8 @@ func executionView(e store.Execution) ExecutionView {
 	v := ExecutionView{ID: e.ID, AgentID: e.AgentID, BidID: e.BidID, Status: e.Status, Cycle: e.Cycle, Bundle: e.Bundle,
 		Paid: e.Paid, Sandbox: e.Sandbox, Created: f(e.Created), Started: f(e.Started), Deadline: f(e.Deadline),
 		Ended: f(e.Ended), ExitCode: e.ExitCode, Reason: e.Reason, Detail: e.Detail, CPUSeconds: e.CPUSeconds,
-		PeakMemory: e.PeakMemory, OutputBytes: e.OutputSize, OutputCut: e.Dropped, TokensUsed: e.TokensUsed}
+		PeakMemory: e.PeakMemory, OutputBytes: e.OutputSize, OutputCut: e.Dropped, TokensUsed: e.TokensUsed,
+		RunnerID: e.RunnerID}
 	if !e.Ended.IsZero() && !e.Started.IsZero() {
 		v.WallSeconds = e.Ended.Sub(e.Started).Seconds()
 	}

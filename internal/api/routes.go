@@ -122,7 +122,7 @@ func (s *Server) status(ctx context.Context, c *Call[NoBody]) (StatusView, error
 		return StatusView{}, err
 	}
 	return StatusView{Cycle: m.Cycle, Alive: t.Alive, Dead: t.Dead, PendingBids: m.PendingBids, Money: t.Money,
-		Runtime: s.opt.Status(), Markets: m.Resources}, nil
+		Runtime: s.opt.Status(ctx), Markets: m.Resources}, nil
 }
 
 func (s *Server) publicBalance(ctx context.Context, c *Call[NoBody]) (economy.BalanceView, error) {
@@ -354,7 +354,7 @@ func (s *Server) killExecution(ctx context.Context, c *Call[NoBody]) (Done, erro
 	if s.opt.KillExecution == nil {
 		return Done{}, refuse(economy.CodeConflict, "this server runs no executions")
 	}
-	return Done{OK: true, ID: id}, s.opt.KillExecution(id)
+	return Done{OK: true, ID: id}, s.opt.KillExecution(ctx, id)
 }
 
 func (s *Server) openAPIDoc(ctx context.Context, c *Call[NoBody]) (json.RawMessage, error) {

@@ -9,6 +9,7 @@
 package api
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -30,10 +31,11 @@ type Options struct {
 	MaxBody       int64
 	MaxSpawnBody  int64
 	Version       string
-	// Status reports runtime figures (sandbox, running executions) for /status.
-	Status func() RuntimeStatus
+	// Status reports runtime figures (sandbox, running executions, runners)
+	// for /status.
+	Status func(ctx context.Context) RuntimeStatus
 	// KillExecution stops a running execution (operator action).
-	KillExecution func(id string) error
+	KillExecution func(ctx context.Context, id string) error
 
 	// Changes wakes /events/stream after each committed write (wire the
 	// economy's Changed hook to its Notify); without it streams only poll.
@@ -59,10 +61,17 @@ type Options struct {
 
 // RuntimeStatus is what the runtime adds to /status.
 type RuntimeStatus struct {
+	// Role is what the answering process runs (api, scheduler, runner, all).
+	Role         string  `json:"role"`
 	Sandbox      string  `json:"sandbox"`
 	SandboxNotes string  `json:"sandbox_notes"`
 	Running      int     `json:"running"`
+	Queued       int     `json:"queued"`
 	CycleSeconds float64 `json:"cycle_seconds"`
+	// Runners are the active runner processes; Leader the scheduler that
+	// clears the market.
+	Runners []economy.RunnerView `json:"runners"`
+	Leader  string               `json:"leader"`
 }
 
 // Server serves the API.
@@ -96,7 +105,7 @@ func New(eco *economy.Economy, log *slog.Logger, opt Options) *Server {
 		s.maxSpawnBody = 8 << 20
 	}
 	if s.opt.Status == nil {
-		s.opt.Status = func() RuntimeStatus { return RuntimeStatus{} }
+		s.opt.Status = func(context.Context) RuntimeStatus { return RuntimeStatus{} }
 	}
 	s.routes = append(s.routeTable(), s.inferenceRoutes()...)
 	s.mux = http.NewServeMux()

@@ -49,6 +49,12 @@ type App struct {
 	OperatorToken string
 	InstanceID    string
 	GenesisNew    bool
+	// Role is what this process runs: api, scheduler, runner or all (see
+	// config.Roles). Runtime is set for all; Scheduler and Runner for their
+	// roles (and, within Runtime, for all); API for api and all.
+	Role      string
+	Scheduler *runtime.Scheduler
+	Runner    *runtime.Runner
 	// AgentURL is the API's URL as agents reach it (SYSTEM_SERVICE_URL).
 	AgentURL string
 	// AgentListener serves the API on the sandbox network, when the backend
@@ -71,16 +77,22 @@ type Options struct {
 	// Sandbox, when set, is used instead of the configured backend.
 	Sandbox sandbox.ExecutionSandbox
 	Version string
+	// Role is what the process runs (config.Roles); empty means all.
+	Role string
 }
 
-// Open builds the system from cfg: directories, database (migrated),
-// operator token, economy (bootstrapped), sandbox, runtime (recovered from
-// any crash) and API. Nothing runs until Serve.
+// Open builds the system from cfg for opt.Role: directories, database
+// (migrated), operator token, economy (bootstrapped), sandbox and runner
+// (recovered from any crash), scheduler, API. Nothing runs until Serve.
 func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options) (a *App, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a = &App{Cfg: cfg, Log: log}
+	role, err := checkRole(cfg, opt.Role)
+	if err != nil {
+		return nil, err
+	}
+	a = &App{Cfg: cfg, Log: log, Role: role}
 	defer func() {
 		if err != nil {
 			a.Close()
@@ -99,8 +111,10 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options)
 	log.Info("store open", "backend", db.Backend())
 	a.Store = db
 	a.closers = append(a.closers, closer{"store", db.Close})
-	if a.OperatorToken, err = EnsureOperatorToken(cfg.DataDir()); err != nil {
-		return nil, err
+	if a.serves(roleAPI) {
+		if a.OperatorToken, err = EnsureOperatorToken(cfg.DataDir()); err != nil {
+			return nil, err
+		}
 	}
 	if a.InstanceID, err = instanceID(ctx, db); err != nil {
 		return nil, err
@@ -112,30 +126,27 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options)
 	ws := agents.Workspaces{Root: cfg.WorkspacesDir()}
 	changes := api.NewChanges() // wakes live event streams after each commit
 	a.Economy = economy.New(db, set, ws, bpagents.GenesisProject(), log, economy.Options{Changed: changes.Notify})
-	if a.Sandbox, err = a.chooseSandbox(ctx, opt); err != nil {
-		return nil, err
-	}
-	a.closers = append(a.closers, closer{"sandbox", a.Sandbox.Close})
-	a.AgentURL = cfg.ServiceURL()
-	if an, ok := a.Sandbox.(sandbox.AgentNetwork); ok {
-		if a.AgentURL, err = a.listenForAgents(ctx, an); err != nil {
+	if a.serves(roleRunner) {
+		if a.Sandbox, err = a.chooseSandbox(ctx, opt); err != nil {
 			return nil, err
 		}
+		a.closers = append(a.closers, closer{"sandbox", a.Sandbox.Close})
+		a.AgentURL = cfg.ServiceURL()
+		if an, ok := a.Sandbox.(sandbox.AgentNetwork); ok {
+			if a.AgentURL, err = a.listenForAgents(ctx, an); err != nil {
+				return nil, err
+			}
+		}
 	}
-	a.Runtime = runtime.New(a.Economy, a.Sandbox, runtime.Config{
-		Cycle: cfg.Cycle, ServiceURL: a.AgentURL, OutputLimit: cfg.Execution.OutputLimit,
-		MaxProcs: cfg.Execution.MaxProcs, StopGrace: cfg.Execution.StopGrace,
-	}, log)
-	if err := a.Runtime.Recover(ctx); err != nil {
+	if err := a.openRoles(ctx); err != nil {
 		return nil, err
 	}
-	if a.GenesisNew, err = a.Economy.Bootstrap(ctx); err != nil {
-		return nil, fmt.Errorf("bootstrap: %w", err)
+	if err := a.bootstrap(ctx); err != nil {
+		return nil, err
 	}
-	if a.GenesisNew {
-		log.Info("created genesis", "workspace", ws.Dir(economy.GenesisID), "credits", cfg.Economy.GenesisCredits)
+	if !a.serves(roleAPI) {
+		return a, nil
 	}
-	caps := a.Sandbox.Capabilities()
 	proxy, err := newProxy(cfg, a.Economy, log)
 	if err != nil {
 		return nil, err
@@ -147,12 +158,9 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options)
 		Changes: changes, Dashboard: a.Dashboard, Session: a.Dashboard.Authenticated,
 		Metrics: a.Metrics.Handler(), Observe: a.Metrics.ObserveRequest,
 		OperatorToken: a.OperatorToken, MaxBody: cfg.API.MaxBodyBytes, MaxSpawnBody: cfg.API.MaxSpawnBodyBytes,
-		Version: opt.Version,
-		Status: func() api.RuntimeStatus {
-			return api.RuntimeStatus{Sandbox: a.Sandbox.Name(), SandboxNotes: caps.Description,
-				Running: a.Runtime.Running(), CycleSeconds: cfg.Cycle.Seconds()}
-		},
-		KillExecution: func(id string) error { return a.Runtime.Kill(context.Background(), id) },
+		Version:       opt.Version,
+		Status:        a.runtimeStatus,
+		KillExecution: a.killExecution,
 		Intelligence:  proxy,
 	})
 	return a, nil
@@ -190,7 +198,7 @@ func (a *App) chooseSandbox(ctx context.Context, opt Options) (sandbox.Execution
 
 func (a *App) openProcess() (sandbox.ExecutionSandbox, error) {
 	sb, err := process.New(process.Config{
-		InstanceID: a.InstanceID,
+		InstanceID: a.sandboxInstance(),
 		StateDir:   filepath.Join(a.Cfg.DataDir(), "sandboxes"),
 		UIDBase:    a.Cfg.Process.UIDBase,
 		MaxProcs:   a.Cfg.Execution.MaxProcs,
@@ -205,7 +213,7 @@ func (a *App) openProcess() (sandbox.ExecutionSandbox, error) {
 func (a *App) openDocker(ctx context.Context) (sandbox.ExecutionSandbox, error) {
 	d := a.Cfg.Docker
 	sb, err := docker.New(ctx, docker.Config{
-		InstanceID: a.InstanceID,
+		InstanceID: a.sandboxInstance(),
 		Host:       d.Host,
 		Image:      d.Image,
 		Network:    d.Network,
@@ -260,7 +268,10 @@ func (a *App) listenForAgents(ctx context.Context, an sandbox.AgentNetwork) (str
 		return "", err
 	}
 	u := "http://" + net.JoinHostPort(an.APIHost(), strconv.Itoa(port))
-	if a.Cfg.PublicURL != "" {
+	switch {
+	case !a.serves(roleAPI):
+		a.Log.Info("agents' API calls on the sandbox network are forwarded to service_url", "service_url", a.Cfg.ServiceURL())
+	case a.Cfg.PublicURL != "":
 		a.Log.Warn("public_url is not given to sandboxed agents: they can reach the API only on the sandbox network",
 			"public_url", a.Cfg.PublicURL, "agent_url", u)
 	}
@@ -268,30 +279,47 @@ func (a *App) listenForAgents(ctx context.Context, an sandbox.AgentNetwork) (str
 	return u, nil
 }
 
-// Serve runs the API on ln and the runtime until ctx ends, then shuts down in
-// order: running executions are drained first (stopped and recorded), then
-// the HTTP server, then everything else in reverse order of opening.
+// Serve runs the process's role until ctx ends: the API on ln (api, all;
+// ln is unused otherwise and may be nil), the scheduler, the runner. Then it
+// shuts down in order: running executions are drained first (stopped and
+// recorded), then the HTTP server, then everything else in reverse order of
+// opening.
 func (a *App) Serve(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: a.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	srv.RegisterOnShutdown(a.API.CloseStreams) // Shutdown waits for streams; end them
 	httpErr := make(chan error, 2)
-	go func() { httpErr <- srv.Serve(ln) }()
+	var srv *http.Server
+	if a.API != nil {
+		if ln == nil {
+			return errors.New("serve: the api role needs a listener")
+		}
+		srv = &http.Server{Handler: a.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+		srv.RegisterOnShutdown(a.API.CloseStreams) // Shutdown waits for streams; end them
+		go func() { httpErr <- srv.Serve(ln) }()
+	}
 	var agentSrv *http.Server
 	if a.AgentListener != nil {
-		agentSrv = &http.Server{Handler: a.API, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+		agentSrv = &http.Server{Handler: a.agentHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 		go func() { httpErr <- agentSrv.Serve(a.AgentListener) }()
 	}
 	runCtx, stopRuntime := context.WithCancel(ctx)
 	defer stopRuntime()
 	runDone := make(chan error, 1)
-	go func() { runDone <- a.Runtime.Run(runCtx) }()
-	a.Log.Info("serving", "addr", ln.Addr().String(), "service_url", a.Cfg.ServiceURL(), "agent_url", a.AgentURL, "home", a.Cfg.Home)
+	go func() { runDone <- a.runRole(runCtx) }()
+	addr := ""
+	if srv != nil {
+		addr = ln.Addr().String()
+	}
+	a.Log.Info("serving", "role", a.Role, "addr", addr, "service_url", a.Cfg.ServiceURL(), "agent_url", a.AgentURL,
+		"home", a.Cfg.Home)
 
 	var err error
 	select {
 	case <-ctx.Done():
 	case err = <-httpErr:
 		a.Log.Error("http server stopped", "err", err)
+	case err = <-runDone:
+		runDone <- err // read again below
+		err = nil
+		a.Log.Error("the role's loop stopped")
 	}
 	a.Log.Info("shutting down")
 	stopRuntime()
@@ -300,8 +328,10 @@ func (a *App) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	shCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if serr := srv.Shutdown(shCtx); serr != nil {
-		err = errors.Join(err, serr)
+	if srv != nil {
+		if serr := srv.Shutdown(shCtx); serr != nil {
+			err = errors.Join(err, serr)
+		}
 	}
 	if agentSrv != nil {
 		if serr := agentSrv.Shutdown(shCtx); serr != nil {

@@ -19,12 +19,15 @@ func (a *App) openObservability(version string) error {
 		reasons = append(reasons, string(r))
 	}
 	a.Metrics = metrics.New(metrics.Options{Snapshot: a.metricsSnapshot, Reasons: reasons, Log: a.Log})
-	a.Runtime.OnCycle(func(res economy.ClearResult) { a.Metrics.ObserveCycle(res.Took, res.Pending, res.Winners) })
-	a.Runtime.OnSandboxStart(a.Metrics.SandboxStarted)
-	a.Runtime.OnFinished(a.Metrics.ExecutionFinished)
+	if a.Runtime != nil {
+		a.Runtime.OnCycle(func(res economy.ClearResult) { a.Metrics.ObserveCycle(res.Took, res.Pending, res.Winners) })
+		a.Runtime.OnSandboxStart(a.Metrics.SandboxStarted)
+		a.Runtime.OnFinished(a.Metrics.ExecutionFinished)
+	}
 	dash, err := web.New(web.Options{Economy: a.Economy, OperatorToken: a.OperatorToken, Log: a.Log, Version: version,
-		Runtime: func() web.RuntimeInfo {
-			return web.RuntimeInfo{Sandbox: a.Sandbox.Name(), Running: a.Runtime.Running(), CycleSeconds: a.Cfg.Cycle.Seconds()}
+		Runtime: func(ctx context.Context) web.RuntimeInfo {
+			st := a.runtimeStatus(ctx)
+			return web.RuntimeInfo{Sandbox: st.Sandbox, Running: st.Running, CycleSeconds: st.CycleSeconds}
 		}})
 	if err != nil {
 		return err
@@ -45,5 +48,5 @@ func (a *App) metricsSnapshot(ctx context.Context) (metrics.Snapshot, error) {
 	}
 	return metrics.Snapshot{Alive: t.Alive, Dead: t.Dead, Circulating: t.Money.Circulating.Float64(),
 		Held: t.Money.Held.Float64(), Minted: t.Money.Minted.Float64(), Burned: t.Money.Burned.Float64(),
-		Cycle: m.Cycle, PendingBids: m.PendingBids, Running: a.Runtime.Running()}, nil
+		Cycle: m.Cycle, PendingBids: m.PendingBids, Running: a.runtimeStatus(ctx).Running}, nil
 }

@@ -16,6 +16,8 @@ const OperatorTokenFile = "operator.token"
 
 // EnsureOperatorToken returns the operator token kept in dataDir, creating it
 // with mode 0600 on first start. A token file readable by others is refused.
+// Processes sharing the directory may start together: the file appears
+// whole (written aside, then linked into place) and the first one wins.
 func EnsureOperatorToken(dataDir string) (string, error) {
 	path := filepath.Join(dataDir, OperatorTokenFile)
 	tok, err := ReadOperatorToken(path)
@@ -26,15 +28,22 @@ func EnsureOperatorToken(dataDir string) (string, error) {
 		return "", err
 	}
 	tok = ids.Token()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.CreateTemp(dataDir, "."+OperatorTokenFile+"-*")
 	if err != nil {
 		return "", fmt.Errorf("operator token: %w", err)
 	}
+	defer os.Remove(f.Name())
 	if _, err := f.WriteString(tok + "\n"); err != nil {
 		f.Close()
 		return "", fmt.Errorf("operator token: %w", err)
 	}
 	if err := f.Close(); err != nil {
+		return "", fmt.Errorf("operator token: %w", err)
+	}
+	// CreateTemp made it 0600; a link never replaces an existing file.
+	if err := os.Link(f.Name(), path); errors.Is(err, fs.ErrExist) {
+		return ReadOperatorToken(path)
+	} else if err != nil {
 		return "", fmt.Errorf("operator token: %w", err)
 	}
 	return tok, nil

@@ -57,6 +57,7 @@ type Config struct {
 	Docker       Docker       `yaml:"docker"`
 	API          API          `yaml:"api"`
 	Intelligence Intelligence `yaml:"intelligence"`
+	Cluster      Cluster      `yaml:"cluster"`
 }
 
 // Economy holds fees and endowments.
@@ -228,6 +229,7 @@ func Default() Config {
 			MaxSpawnBodyBytes: 8 << 20,
 		},
 		Intelligence: defaultIntelligence(),
+		Cluster:      defaultCluster(),
 	}
 }
 
@@ -420,6 +422,7 @@ func (c *Config) validateRest(bad badFunc) {
 	}
 	c.validateDocker(bad)
 	c.validateIntelligence(bad)
+	c.validateCluster(bad)
 	if c.API.MaxBodyBytes < 1024 {
 		bad("api.max_body_bytes", "must be at least 1024, got %d", c.API.MaxBodyBytes)
 	}

@@ -32,10 +32,21 @@ type ClearResult struct {
 // posted prices, and record the clearing. Everything commits together or not
 // at all.
 func (e *Economy) Clear(ctx context.Context) (ClearResult, error) {
+	return e.clear(ctx, nil)
+}
+
+// clear runs one cycle; check, when set, runs first in the transaction and
+// stops the clearing by failing (the leader's fence).
+func (e *Economy) clear(ctx context.Context, check func(tx store.Tx) error) (ClearResult, error) {
 	var res ClearResult
 	started := time.Now()
 	err := e.write(ctx, func(tx store.Tx) error {
 		res = ClearResult{}
+		if check != nil {
+			if err := check(tx); err != nil {
+				return err
+			}
+		}
 		prev, err := currentCycle(ctx, tx)
 		if err != nil {
 			return err

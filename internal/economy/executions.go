@@ -68,11 +68,18 @@ type Started struct {
 	Env       Env
 }
 
-// StartExecution moves a queued execution to running: it mints the
-// execution's token, sets the deadline, counts the execution and builds
-// env.json, all in one transaction. Unread messages delivered in env.json are
-// marked read.
+// StartExecution moves a queued execution that no runner claimed to
+// running: it mints the execution's token, sets the deadline, counts the
+// execution and builds env.json, all in one transaction. Unread messages
+// delivered in env.json are marked read. Runners start the executions they
+// claimed with StartClaimed.
 func (e *Economy) StartExecution(ctx context.Context, id, sandboxName, serviceURL string) (Started, error) {
+	return e.start(ctx, id, "", sandboxName, serviceURL)
+}
+
+// start opens execution id, which must be claimed by runnerID (or by no
+// runner when runnerID is empty).
+func (e *Economy) start(ctx context.Context, id, runnerID, sandboxName, serviceURL string) (Started, error) {
 	var out Started
 	err := e.write(ctx, func(tx store.Tx) error {
 		s, err := e.stamp(ctx, tx)
@@ -85,6 +92,14 @@ func (e *Economy) StartExecution(ctx context.Context, id, sandboxName, serviceUR
 		}
 		if ex.Status != store.ExecQueued {
 			return fail(CodeConflict, "execution %s is %s, not queued", id, ex.Status)
+		}
+		if ex.RunnerID != runnerID {
+			return fail(CodeConflict, "execution %s is claimed by runner %q, not %q", id, ex.RunnerID, runnerID)
+		}
+		if runnerID != "" {
+			if err := activeRunner(ctx, tx, runnerID); err != nil {
+				return &Error{Code: CodeConflict, Detail: err.Error(), Err: err}
+			}
 		}
 		token := ids.Token()
 		ex.Status, ex.TokenHash, ex.Sandbox = store.ExecRunning, ids.HashToken(token), sandboxName
@@ -101,7 +116,8 @@ func (e *Economy) StartExecution(ctx context.Context, id, sandboxName, serviceUR
 			return err
 		}
 		if err := emit(ctx, tx, s, "execution.started", ex.AgentID, ex.ID, map[string]any{"execution_id": ex.ID,
-			"sandbox": sandboxName, "deadline": rfc3339(ex.Deadline), "execution_count": agent.ExecutionCount}); err != nil {
+			"sandbox": sandboxName, "deadline": rfc3339(ex.Deadline), "execution_count": agent.ExecutionCount,
+			"runner_id": runnerID}); err != nil {
 			return err
 		}
 		env, err := e.buildEnv(ctx, tx, s, ex, agent, token, serviceURL)

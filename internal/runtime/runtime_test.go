@@ -53,6 +53,9 @@ func newRig(t *testing.T, agent fake.Agent, project fstest.MapFS) *rig {
 	}
 	rt := runtime.New(eco, fake.New(agent), runtime.Config{Cycle: time.Hour, ServiceURL: "http://api.invalid",
 		OutputLimit: 4096, MaxProcs: 32, StopGrace: time.Second}, log)
+	if err := rt.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
 	return &rig{eco: eco, st: db, rt: rt, ws: ws}
 }
 

@@ -66,6 +66,7 @@ type Tx interface {
 	Markets
 	Idempotency
 	Prompts
+	Runners
 }
 
 // Meta holds small named values: the instance id, the cycle counter.
@@ -278,13 +279,24 @@ type Execution struct {
 	Dropped    int64
 	// TokensUsed counts model tokens consumed through the intelligence proxy.
 	TokensUsed int64
+	// RunnerID is the runner that claimed it (empty: unclaimed), Claimed
+	// when. A claimed execution runs on that runner and on no other.
+	RunnerID string
+	Claimed  time.Time
+	// KillRequested is when the operator asked to stop it (zero: never); its
+	// runner stops it on its next heartbeat.
+	KillRequested time.Time
 }
 
 // ExecutionFilter selects executions, newest first.
 type ExecutionFilter struct {
 	AgentID  string
 	Statuses []string
-	Limit    int
+	// RunnerID selects executions claimed by this runner; Unclaimed those
+	// no runner claimed.
+	RunnerID  string
+	Unclaimed bool
+	Limit     int
 }
 
 // Executions stores execution records and their captured output.
@@ -296,7 +308,8 @@ type Executions interface {
 	// whatever its status: callers check that it is still running, and can
 	// tell a token that expired from one that never existed.
 	ExecutionByToken(ctx context.Context, hash string) (Execution, error)
-	// UpdateExecution writes every mutable field of e (status, times, result).
+	// UpdateExecution writes every mutable field of e (status, times,
+	// result, claim, kill request).
 	UpdateExecution(ctx context.Context, e Execution) error
 	// AddTokensUsed adds n to an execution's consumed model tokens and
 	// returns the new total.

@@ -117,7 +117,7 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.Markets = marketRows(v.Market)
-	v.Runtime = d.opt.Runtime()
+	v.Runtime = d.opt.Runtime(ctx)
 	if d.sessions.get(r) != nil {
 		var last int64
 		if v.Events, last, err = d.latestEvents(ctx, store.EventFilter{}, 12); err != nil {

@@ -49,7 +49,7 @@ type Options struct {
 	Log           *slog.Logger
 	Version       string
 	// Runtime reports the sandbox and running executions (optional).
-	Runtime func() RuntimeInfo
+	Runtime func(ctx context.Context) RuntimeInfo
 	// SessionTTL is how long a login lasts (default 12h).
 	SessionTTL time.Duration
 	// Now replaces the clock (tests).
@@ -72,7 +72,7 @@ func New(opt Options) (*Dashboard, error) {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
 	if opt.Runtime == nil {
-		opt.Runtime = func() RuntimeInfo { return RuntimeInfo{} }
+		opt.Runtime = func(context.Context) RuntimeInfo { return RuntimeInfo{} }
 	}
 	if opt.SessionTTL <= 0 {
 		opt.SessionTTL = 12 * time.Hour

@@ -73,6 +73,7 @@ var dialect = sqlstore.Dialect{
 	),
 	// One lock per schema, held until the migration transaction ends.
 	MigrationLock: `SELECT pg_advisory_xact_lock(1651531117, hashtext(current_schema()))`,
+	SkipLocked:    ` FOR UPDATE SKIP LOCKED`,
 }
 
 // SQLSTATE codes the store acts on.

@@ -12,21 +12,22 @@ import (
 
 const execCols = `seq, id, agent_id, bid_id, status, cycle, cpu_millis, memory_mb, duration_seconds, tokens, attention,
 	paid, token_hash, sandbox, created_at, started_at, deadline, ended_at, exit_code, reason, detail, cpu_seconds,
-	peak_memory, output_size, output_dropped, tokens_used`
+	peak_memory, output_size, output_dropped, tokens_used, runner_id, claimed_at, kill_requested_at`
 
 func scanExecution(s scanner) (store.Execution, error) {
 	var e store.Execution
-	var paid, created, started, deadline, ended int64
+	var paid, created, started, deadline, ended, claimed, killReq int64
 	var token sql.NullString
 	err := s.Scan(&e.Seq, &e.ID, &e.AgentID, &e.BidID, &e.Status, &e.Cycle,
 		&e.Bundle.CPUMillis, &e.Bundle.MemoryMB, &e.Bundle.DurationSeconds, &e.Bundle.Tokens, &e.Bundle.Attention,
 		&paid, &token, &e.Sandbox, &created, &started, &deadline, &ended, &e.ExitCode, &e.Reason, &e.Detail,
-		&e.CPUSeconds, &e.PeakMemory, &e.OutputSize, &e.Dropped, &e.TokensUsed)
+		&e.CPUSeconds, &e.PeakMemory, &e.OutputSize, &e.Dropped, &e.TokensUsed, &e.RunnerID, &claimed, &killReq)
 	if err != nil {
 		return store.Execution{}, err
 	}
 	e.Paid, e.TokenHash = money.Micro(paid), token.String
 	e.Created, e.Started, e.Deadline, e.Ended = fromTS(created), fromTS(started), fromTS(deadline), fromTS(ended)
+	e.Claimed, e.KillRequested = fromTS(claimed), fromTS(killReq)
 	return e, nil
 }
 
@@ -54,6 +55,12 @@ func (t *Tx) ListExecutions(ctx context.Context, f store.ExecutionFilter) ([]sto
 	if f.AgentID != "" {
 		w.add("agent_id = ?", f.AgentID)
 	}
+	if f.RunnerID != "" {
+		w.add("runner_id = ?", f.RunnerID)
+	}
+	if f.Unclaimed {
+		w.add("runner_id = ''")
+	}
 	if len(f.Statuses) > 0 {
 		args := make([]any, len(f.Statuses))
 		for i, s := range f.Statuses {
@@ -77,9 +84,10 @@ func (t *Tx) ExecutionByToken(ctx context.Context, hash string) (store.Execution
 func (t *Tx) UpdateExecution(ctx context.Context, e store.Execution) error {
 	return t.expectOne(ctx, `UPDATE executions SET status = ?, token_hash = ?, sandbox = ?, started_at = ?,
 		deadline = ?, ended_at = ?, exit_code = ?, reason = ?, detail = ?, cpu_seconds = ?, peak_memory = ?,
-		output_size = ?, output_dropped = ? WHERE id = ?`,
+		output_size = ?, output_dropped = ?, runner_id = ?, claimed_at = ?, kill_requested_at = ? WHERE id = ?`,
 		e.Status, nullable(e.TokenHash), e.Sandbox, ts(e.Started), ts(e.Deadline), ts(e.Ended), e.ExitCode, e.Reason,
-		e.Detail, e.CPUSeconds, e.PeakMemory, e.OutputSize, e.Dropped, e.ID)
+		e.Detail, e.CPUSeconds, e.PeakMemory, e.OutputSize, e.Dropped, e.RunnerID, ts(e.Claimed), ts(e.KillRequested),
+		e.ID)
 }
 
 // AddTokensUsed implements store.Executions.

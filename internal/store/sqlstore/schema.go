@@ -193,6 +193,24 @@ CREATE INDEX messages_to_seq ON messages(to_id, seq);
 	`
 ALTER TABLE executions ADD COLUMN tokens_used INTEGER NOT NULL DEFAULT 0 CHECK (tokens_used >= 0);
 `,
+	// 4: runner processes, their claims on executions, operator kill requests.
+	`
+CREATE TABLE runners (
+	id           TEXT PRIMARY KEY,
+	host         TEXT NOT NULL,
+	pid          INTEGER NOT NULL,
+	sandbox      TEXT NOT NULL DEFAULT '',
+	slots        INTEGER NOT NULL DEFAULT 0 CHECK (slots >= 0),
+	status       TEXT NOT NULL CHECK (status IN ('active', 'stopped', 'lost')),
+	started_at   INTEGER NOT NULL,
+	heartbeat_at INTEGER NOT NULL,
+	ended_at     INTEGER NOT NULL DEFAULT 0
+);
+ALTER TABLE executions ADD COLUMN runner_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE executions ADD COLUMN claimed_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE executions ADD COLUMN kill_requested_at INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX executions_runner ON executions(runner_id, status);
+`,
 }
 
 // Schema returns the migrations in d's column types, in order: version n is

@@ -51,6 +51,10 @@ type Dialect struct {
 	// MigrationLock, when set, is run first in every migration transaction to
 	// keep other processes from migrating at the same time.
 	MigrationLock string
+	// SkipLocked is appended to the SELECT that picks executions to claim
+	// (" FOR UPDATE SKIP LOCKED" where rows can be locked); SQLite, whose
+	// writers run one at a time, needs nothing.
+	SkipLocked string
 
 	bound sync.Map // query text → text with numbered placeholders
 }

@@ -51,12 +51,14 @@ func sameExecution(t *testing.T, got, want store.Execution) {
 		name string
 		g, w time.Time
 	}{{"Created", got.Created, want.Created}, {"Started", got.Started, want.Started},
-		{"Deadline", got.Deadline, want.Deadline}, {"Ended", got.Ended, want.Ended}} {
+		{"Deadline", got.Deadline, want.Deadline}, {"Ended", got.Ended, want.Ended},
+		{"Claimed", got.Claimed, want.Claimed}, {"KillRequested", got.KillRequested, want.KillRequested}} {
 		if !p.g.Equal(p.w) || p.g.IsZero() != p.w.IsZero() {
 			t.Fatalf("execution %s %s = %v, want %v", want.ID, p.name, p.g, p.w)
 		}
 	}
 	got.Created, got.Started, got.Deadline, got.Ended = want.Created, want.Started, want.Deadline, want.Ended
+	got.Claimed, got.KillRequested = want.Claimed, want.KillRequested
 	if got != want {
 		t.Fatalf("execution = %+v\nwant        %+v", got, want)
 	}
