@@ -209,7 +209,7 @@ func TestCluster(t *testing.T) {
 
 	// Stop everything in order, then check the record.
 	for _, s := range []*server{runners["r1"], runners["r2"], again, sched["s2"], api2} {
-		if s.cmd.ProcessState == nil {
+		if !s.exited() {
 			s.stop()
 		}
 	}

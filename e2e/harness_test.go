@@ -168,10 +168,22 @@ func (s *server) stop() {
 	}
 }
 
+// exited reports whether the server's process has ended and been waited for.
+func (s *server) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // kill ends the server with SIGKILL, as a crash would.
+// It reads nothing Wait writes (ProcessState): the waiting goroutine owns it
+// until done is closed.
 func (s *server) kill() {
-	if s.cmd.ProcessState == nil {
-		s.cmd.Process.Kill()
+	if !s.exited() {
+		s.cmd.Process.Kill() // an error only says it already exited
 	}
 	<-s.done
 }

@@ -46,6 +46,11 @@ func (s *Server) ledgerPage(ctx context.Context, c *Call[NoBody]) (LedgerPage, e
 	}
 	n := clampLimit(limit)
 	out := LedgerPage{Entries: []LedgerEntry{}}
+	// Stop at the settled horizon, so the next page misses nothing.
+	h, err := store.SettledOf(ctx, s.eco.Store())
+	if err != nil {
+		return LedgerPage{}, err
+	}
 	err = s.eco.Store().Read(ctx, func(tx store.Tx) error {
 		list, err := tx.ListTransfers(ctx, store.TransferFilter{Account: c.Query("account"), AfterID: after,
 			Ascending: true, Limit: n})
@@ -53,6 +58,9 @@ func (s *Server) ledgerPage(ctx context.Context, c *Call[NoBody]) (LedgerPage, e
 			return err
 		}
 		for _, t := range list {
+			if t.ID > h.TransferID {
+				break
+			}
 			out.Entries = append(out.Entries, LedgerEntry{ID: t.ID, Time: t.Created.UTC().Format(time.RFC3339Nano),
 				Cycle: t.Cycle, Kind: t.Kind, From: t.From, To: t.To, Amount: t.Amount, Ref: t.Ref, Memo: t.Memo})
 		}

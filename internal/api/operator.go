@@ -28,7 +28,8 @@ type EventView struct {
 // EventPage is a page of events.
 type EventPage struct {
 	Events []EventView `json:"events"`
-	// LastSeq is the highest seq in the log, to resume with ?after=.
+	// LastSeq is the highest seq in the log, to resume with ?after= (on
+	// PostgreSQL, the highest below which no event can still appear).
 	LastSeq int64 `json:"last_seq"`
 }
 
@@ -55,6 +56,13 @@ func (s *Server) events(ctx context.Context, c *Call[NoBody]) (EventPage, error)
 	}
 	f := store.EventFilter{AfterSeq: after, BeforeSeq: before, AgentID: c.Query("agent"), Type: c.Query("type"),
 		Limit: clampLimit(limit)}
+	// Paging forward stops at the settled horizon, so that the next page,
+	// after the last seq of this one, misses nothing (see stream.go); and
+	// LastSeq, where a follower starts, is never past it.
+	h, err := store.SettledOf(ctx, s.eco.Store())
+	if err != nil {
+		return EventPage{}, err
+	}
 	var out EventPage
 	err = s.eco.Store().Read(ctx, func(tx store.Tx) error {
 		list, err := tx.ListEvents(ctx, f)
@@ -63,9 +71,13 @@ func (s *Server) events(ctx context.Context, c *Call[NoBody]) (EventPage, error)
 		}
 		out.Events = make([]EventView, 0, len(list))
 		for _, e := range list {
+			if before == 0 && e.Seq > h.EventSeq {
+				break
+			}
 			out.Events = append(out.Events, eventView(e))
 		}
-		out.LastSeq, err = tx.LastEventSeq(ctx)
+		last, err := tx.LastEventSeq(ctx)
+		out.LastSeq = min(last, h.EventSeq)
 		return err
 	})
 	return out, err

@@ -5,6 +5,13 @@ package api
 // economy's Changed hook), polls as a fallback, sends heartbeat comments on
 // idle connections, resumes after Last-Event-ID or ?after=, and ends when the
 // client goes away or the server shuts down (CloseStreams).
+//
+// Events go out in seq order and only up to the store's settled horizon
+// (store.SettledOf): on PostgreSQL an event can become visible after one with
+// a higher seq, and a stream that had sent the higher one would never send
+// the lower. Events past the horizon wait (a few milliseconds, while the
+// transactions that took lower numbers finish), so a client resuming after
+// the last id it saw misses nothing.
 
 import (
 	"encoding/json"
@@ -58,6 +65,9 @@ const (
 	// streamSpacing bounds how often one stream queries the log when writes
 	// come in quick succession: wake-ups within it are coalesced.
 	streamSpacing = 50 * time.Millisecond
+	// streamHeld is how soon a stream looks again when events wait for the
+	// horizon.
+	streamHeld = 20 * time.Millisecond
 )
 
 // rawRoute builds a route whose handler writes the answer itself (a stream,
@@ -95,13 +105,19 @@ func (s *Server) streamStart(r *http.Request) (int64, error) {
 		}
 		return n, nil
 	}
+	// From now on: the newest event, or the horizon if that is lower (an
+	// event below the newest may still be about to appear).
+	h, err := store.SettledOf(r.Context(), s.eco.Store())
+	if err != nil {
+		return 0, err
+	}
 	var last int64
-	err := s.eco.Store().Read(r.Context(), func(tx store.Tx) error {
+	err = s.eco.Store().Read(r.Context(), func(tx store.Tx) error {
 		var err error
 		last, err = tx.LastEventSeq(r.Context())
 		return err
 	})
-	return last, err
+	return min(last, h.EventSeq), err
 }
 
 func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
@@ -145,7 +161,7 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 			wake = s.opt.Changes.Wait() // before reading, so no commit is missed
 		}
 		queried := time.Now()
-		sent, err := s.sendEvents(w, r, &f, &after)
+		sent, held, err := s.sendEvents(w, r, &f, &after)
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, errClientGone) {
 				log.Warn("event stream failed", "err", err)
@@ -161,11 +177,16 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 				continue // more are waiting
 			}
 		}
+		var soon <-chan time.Time
+		if held {
+			soon = time.After(streamHeld)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.done:
 			return
+		case <-soon:
 		case <-wake:
 			// Coalesce bursts of commits into one query.
 			if d := streamSpacing - time.Since(queried); d > 0 {
@@ -189,31 +210,40 @@ func (s *Server) eventStream(w http.ResponseWriter, r *http.Request) {
 // errClientGone marks a write to a connection that is no longer there.
 var errClientGone = errors.New("client went away")
 
-// sendEvents writes every event after *after matching f and advances *after.
-func (s *Server) sendEvents(w http.ResponseWriter, r *http.Request, f *store.EventFilter, after *int64) (int, error) {
+// sendEvents writes every settled event after *after matching f and
+// advances *after; held reports events that wait for the horizon.
+func (s *Server) sendEvents(w http.ResponseWriter, r *http.Request, f *store.EventFilter, after *int64) (sent int, held bool, err error) {
 	ctx := r.Context()
+	h, err := store.SettledOf(ctx, s.eco.Store()) // before the read it bounds
+	if err != nil {
+		return 0, false, err
+	}
 	f.AfterSeq = *after
 	var list []store.Event
-	err := s.eco.Store().Read(ctx, func(tx store.Tx) error {
+	err = s.eco.Store().Read(ctx, func(tx store.Tx) error {
 		var err error
 		list, err = tx.ListEvents(ctx, *f)
 		return err
 	})
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	for _, e := range list {
+		if e.Seq > h.EventSeq {
+			return sent, true, nil
+		}
 		data, err := json.Marshal(eventView(e))
 		if err != nil {
-			return 0, fmt.Errorf("event %d: %w", e.Seq, err)
+			return sent, false, fmt.Errorf("event %d: %w", e.Seq, err)
 		}
 		// One data line: the JSON has no raw newlines.
 		if _, err := fmt.Fprintf(w, "id: %d\ndata: %s\n\n", e.Seq, data); err != nil {
-			return 0, errClientGone
+			return sent, false, errClientGone
 		}
 		*after = e.Seq
+		sent++
 	}
-	return len(list), nil
+	return sent, false, nil
 }
 
 // metricsText serves the Prometheus exposition when metrics are enabled.

@@ -64,6 +64,8 @@ type Economy struct {
 	// changed is called after each committed write, so watchers (the event
 	// stream, the scheduler) can wake; it must not block.
 	changed func()
+	// tokens caches valid execution tokens (Authenticate).
+	tokens *tokenCache
 }
 
 // Options are optional dependencies of New.
@@ -87,6 +89,13 @@ func New(st store.Store, set Settings, ws agents.Workspaces, genesis fs.FS, log 
 	if e.changed == nil {
 		e.changed = func() {}
 	}
+	// SQLite is one process: every execution ends here, where the cache
+	// hears of it. A shared database may end one in another process.
+	var maxAge time.Duration
+	if st.Backend() != "sqlite" {
+		maxAge = time.Second
+	}
+	e.tokens = newTokenCache(maxAge)
 	return e
 }
 

@@ -239,6 +239,7 @@ func (e *Economy) closeExecution(ctx context.Context, id string, r sandbox.Resul
 }
 
 func (e *Economy) finishTx(ctx context.Context, tx store.Tx, s stamp, ex store.Execution, r sandbox.Result) (store.Execution, error) {
+	e.tokens.forgetExecution(ex.ID) // its token stops working
 	ex.Status = store.ExecFinished
 	if ex.Started.IsZero() {
 		ex.Started = s.now
@@ -373,9 +374,14 @@ type Principal struct {
 // only while its execution runs and before its deadline, and only while the
 // agent lives.
 func (e *Economy) Authenticate(ctx context.Context, token string) (Principal, error) {
+	hash := ids.HashToken(token)
+	if p, ok := e.tokens.get(hash, e.now()); ok {
+		return p, nil
+	}
 	var p Principal
+	var deadline time.Time
 	err := e.st.Read(ctx, func(tx store.Tx) error {
-		ex, err := tx.ExecutionByToken(ctx, ids.HashToken(token))
+		ex, err := tx.ExecutionByToken(ctx, hash)
 		if errors.Is(err, store.ErrNotFound) {
 			return fail(CodeUnauthorized, "unknown token")
 		}
@@ -395,10 +401,14 @@ func (e *Economy) Authenticate(ctx context.Context, token string) (Principal, er
 		if a.Status != store.AgentAlive {
 			return fail(CodeUnauthorized, "token revoked: agent %s is dead (%s)", a.ID, a.DeathReason)
 		}
-		p = Principal{AgentID: ex.AgentID, ExecutionID: ex.ID}
+		p, deadline = Principal{AgentID: ex.AgentID, ExecutionID: ex.ID}, ex.Deadline
 		return nil
 	})
-	return p, err
+	if err != nil {
+		return Principal{}, err
+	}
+	e.tokens.put(hash, p, deadline, e.now())
+	return p, nil
 }
 
 func rfc3339(t time.Time) string {

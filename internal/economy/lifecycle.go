@@ -397,6 +397,7 @@ func (e *Economy) liveAgent(ctx context.Context, tx store.Tx, id string) (store.
 // payers), its remaining credits burned, its status recorded. Its workspace
 // is kept for inspection; its tokens stop working because the agent is dead.
 func (e *Economy) die(ctx context.Context, tx store.Tx, s stamp, agentID, reason string) error {
+	e.tokens.forgetAgent(agentID) // its tokens stop working
 	bids, err := tx.ListBids(ctx, store.BidFilter{Party: agentID, Status: store.BidPending})
 	if err != nil {
 		return err

@@ -157,13 +157,21 @@ func (e *Economy) Agents(ctx context.Context, status string, limit int) ([]Agent
 	return out, err
 }
 
-// Balance returns an agent's balance.
+// Balance returns an agent's balance (one query: the API's hottest read).
 func (e *Economy) Balance(ctx context.Context, id string) (BalanceView, error) {
-	v, err := e.Agent(ctx, id)
+	var b store.AgentBalance
+	err := e.st.Read(ctx, func(tx store.Tx) error {
+		var err error
+		b, err = tx.AgentBalance(ctx, id, ledger.HoldAccount(id))
+		if errors.Is(err, store.ErrNotFound) {
+			return &Error{Code: CodeNotFound, Detail: fmt.Sprintf("agent %q does not exist", id), Err: err}
+		}
+		return err
+	})
 	if err != nil {
 		return BalanceView{}, err
 	}
-	return BalanceView{AgentID: v.ID, Balance: v.Balance, Held: v.Held, Status: v.Status}, nil
+	return BalanceView{AgentID: id, Balance: b.Available, Held: b.Held, Status: b.Status}, nil
 }
 
 // History lists the ledger entries touching an agent's accounts, newest

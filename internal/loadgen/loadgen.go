@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -80,14 +81,18 @@ type Config struct {
 	Seed uint64
 	// Timeout bounds one request (default 60 s).
 	Timeout time.Duration
-	// BidBundle is the JSON bundle bids ask for; BidAmount, TransferMax,
-	// SpawnCredits are decimal credit amounts as the API takes them.
+	// BidBundle is the JSON bundle bids ask for; BidAmount and SpawnCredits
+	// are decimal credit amounts as the API takes them (transfers move
+	// 0.000001 to 0.009999 credits).
 	BidBundle    string
 	BidAmount    string
 	SpawnCredits string
 	// MaxPendingBids is how many pending bids a client keeps at most (the
 	// server's max_pending_bids); beyond it the client cancels.
 	MaxPendingBids int
+	// Unkeyed sends mutating requests without an Idempotency-Key (and so
+	// never retries them): the throughput benchmarks' plain requests.
+	Unkeyed bool
 }
 
 func (c *Config) defaults() error {
@@ -133,7 +138,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	var weights []weighted
-	for _, op := range slices.Sorted(mapKeys(cfg.Mix)) {
+	for _, op := range slices.Sorted(maps.Keys(cfg.Mix)) {
 		if w := cfg.Mix[op]; w > 0 {
 			weights = append(weights, weighted{op, w})
 		}
@@ -161,7 +166,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		wg.Add(1)
 		go func(c *client) {
 			defer wg.Done()
-			c.loop(runCtx, ctx)
+			c.loop(ctx, runCtx)
 		}(clients[i])
 	}
 	wg.Wait()
@@ -171,16 +176,6 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 type weighted struct {
 	op Op
 	w  int
-}
-
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // runner is the state the clients share.
@@ -246,11 +241,11 @@ func (c *client) more(stop context.Context) bool {
 
 // loop sends requests until stop ends; requests in flight then finish
 // (under ctx), so that every request sent is answered and recorded.
-func (c *client) loop(stop, ctx context.Context) {
+func (c *client) loop(ctx, stop context.Context) {
 	for c.more(stop) {
 		op := c.pick()
 		req := c.build(op)
-		if !op.mutating() || c.rng.IntN(100) >= c.run.cfg.RetryPercent {
+		if req.key == "" || c.rng.IntN(100) >= c.run.cfg.RetryPercent {
 			c.single(ctx, op, req)
 			continue
 		}
@@ -305,7 +300,7 @@ func (c *client) other() string {
 func (c *client) build(op Op) request {
 	cfg := &c.run.cfg
 	r := request{token: c.agent.Token}
-	if op.mutating() {
+	if op.mutating() && !cfg.Unkeyed {
 		c.seq++
 		r.key = fmt.Sprintf("lg-%d-%d-%d", cfg.Seed, c.n, c.seq)
 	}
@@ -313,7 +308,7 @@ func (c *client) build(op Op) request {
 	case OpTransfer:
 		amount := fmt.Sprintf("0.%06d", 1+c.rng.IntN(9999))
 		r.method, r.path = http.MethodPost, "/economic/transfer"
-		r.body = fmt.Appendf(nil, `{"to_id":%q,"amount":%s,"memo":%q}`, c.other(), amount, r.key)
+		r.body = fmt.Appendf(nil, `{"to_id":%q,"amount":%s,"memo":%q}`, c.other(), amount, r.key) // memo = key: Verify counts transfers per key
 	case OpBid:
 		r.method, r.path = http.MethodPost, "/market/bid"
 		r.body = fmt.Appendf(nil, `{"amount":%s,"bundle":%s}`, cfg.BidAmount, cfg.BidBundle)
@@ -406,7 +401,7 @@ func (c *client) single(ctx context.Context, op Op, r request) {
 	if !c.note(ctx, op, a) {
 		return
 	}
-	c.learn(op, r, a)
+	c.learn(op, a)
 	if r.key != "" {
 		c.record(op, r, false, []answer{a})
 	}
@@ -426,7 +421,7 @@ func (c *client) sequential(ctx context.Context, op Op, r request, n int) {
 	if len(got) == 0 {
 		return
 	}
-	c.learn(op, r, got[0])
+	c.learn(op, got[0])
 	c.record(op, r, false, got)
 }
 
@@ -453,27 +448,20 @@ func (c *client) concurrent(ctx context.Context, op Op, r request, n int) {
 	}
 	for _, a := range got {
 		if a.err == nil && a.status < 300 {
-			c.learn(op, r, a)
+			c.learn(op, a)
 			break
 		}
 	}
 	c.record(op, r, true, got)
 }
 
-// learn keeps track of the client's own pending bids.
-func (c *client) learn(op Op, r request, a answer) {
-	if a.err != nil {
-		return
-	}
-	switch op {
-	case OpBid:
-		if a.status == http.StatusCreated {
-			if id := jsonString(a.body, "id"); id != "" {
-				c.bids = append(c.bids, id)
-			}
+// learn keeps track of the client's own pending bids (a cancelled one left
+// the list when its cancel was built, whatever the answer).
+func (c *client) learn(op Op, a answer) {
+	if a.err == nil && op == OpBid && a.status == http.StatusCreated {
+		if id := jsonString(a.body, "id"); id != "" {
+			c.bids = append(c.bids, id)
 		}
-	case OpCancel:
-		// Whatever the answer, the bid is no longer the client's to cancel.
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -97,7 +98,7 @@ func (r *runner) report(clients []*client, elapsed time.Duration) *Report {
 		rep.Ops = append(rep.Ops, *s)
 	}
 	sort.Slice(rep.Ops, func(i, j int) bool { return rep.Ops[i].Op < rep.Ops[j].Op })
-	for _, k := range slices.Sorted(mapKeys(r.keys)) {
+	for _, k := range slices.Sorted(maps.Keys(r.keys)) {
 		rec := r.keys[k]
 		if rec.Sent > 1 {
 			rep.Retried++
@@ -140,7 +141,7 @@ func (r *Report) Write(w io.Writer) {
 	fmt.Fprintln(tw, "op\trequests\tper s\t2xx\t4xx\tfailed\tp50 ms\tp99 ms\tmax ms\tstatuses\t")
 	for _, s := range r.Ops {
 		var st []string
-		for _, code := range slices.Sorted(mapKeys(s.Statuses)) {
+		for _, code := range slices.Sorted(maps.Keys(s.Statuses)) {
 			st = append(st, fmt.Sprintf("%d×%d", code, s.Statuses[code]))
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%d\t%d\t%d\t%.2f\t%.2f\t%.1f\t%s\t\n", s.Op, s.Count, s.PerSec, s.OK, s.Refused, s.Failed,

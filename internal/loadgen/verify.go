@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -138,7 +139,7 @@ func Verify(ctx context.Context, url, operatorToken string, mark Mark, rep *Repo
 		}
 	}
 	explained := map[Op]map[string]bool{}
-	for _, key := range slices.Sorted(mapKeys(rep.Keys)) {
+	for _, key := range slices.Sorted(maps.Keys(rep.Keys)) {
 		rec := rep.Keys[key]
 		id := key // a transfer's memo is its key
 		if rec.OK != nil {
@@ -168,8 +169,8 @@ func Verify(ctx context.Context, url, operatorToken string, mark Mark, rep *Repo
 		}
 		explained[rec.Op][id] = true
 	}
-	for _, o := range slices.Sorted(mapKeys(effects)) {
-		for _, id := range slices.Sorted(mapKeys(effects[o])) {
+	for _, o := range slices.Sorted(maps.Keys(effects)) {
+		for _, id := range slices.Sorted(maps.Keys(effects[o])) {
 			if !explained[o][id] {
 				v.Violations = append(v.Violations, fmt.Sprintf("%s: %d ledger effects for %q, which no accepted request explains",
 					o, effects[o][id], id))
@@ -182,7 +183,7 @@ func Verify(ctx context.Context, url, operatorToken string, mark Mark, rep *Repo
 // Write prints the verification.
 func (v Verification) Write(w io.Writer) {
 	fmt.Fprintf(w, "ledger: %d transfers during the run;", v.Transfers)
-	for _, o := range slices.Sorted(mapKeys(v.Accepted)) {
+	for _, o := range slices.Sorted(maps.Keys(v.Accepted)) {
 		fmt.Fprintf(w, " %s %d accepted/%d effects;", o, v.Accepted[o], v.Effects[o])
 	}
 	fmt.Fprintf(w, " violations: %d\n", len(v.Violations))

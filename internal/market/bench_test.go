@@ -44,7 +44,7 @@ func benchInput(n int, mech Mechanism) ClearingInput {
 
 func BenchmarkClear(b *testing.B) {
 	for _, mech := range Mechanisms {
-		for _, n := range []int{10_000, 100_000} {
+		for _, n := range []int{10_000, 100_000, 1_000_000} {
 			b.Run(fmt.Sprintf("%s/n=%d", mech, n), func(b *testing.B) {
 				in := benchInput(n, mech)
 				var winners int

@@ -67,6 +67,7 @@ type Tx interface {
 	Idempotency
 	Prompts
 	Runners
+	Balances
 }
 
 // Meta holds small named values: the instance id, the cycle counter.

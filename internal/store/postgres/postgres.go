@@ -53,6 +53,7 @@ type DB struct {
 	url         string // redacted
 	maxAttempts int
 	retries     atomic.Int64
+	horizon     horizon // see Settled
 }
 
 var _ store.Store = (*DB)(nil)

@@ -5,9 +5,11 @@
 // It owns opening and pooling SQLite and nothing else: the SQL itself is
 // shared with the other backends (package sqlstore), and it never decides
 // whether a transfer is allowed or who wins a bid. All writes go through one
-// connection in BEGIN IMMEDIATE transactions, so writers queue instead of
-// failing with SQLITE_BUSY and run one at a time; reads use a separate pool
-// and see consistent WAL snapshots.
+// connection in BEGIN IMMEDIATE transactions, run by one writer goroutine
+// that commits the writes waiting together in one transaction (group commit,
+// see commit.go), so writers queue instead of failing with SQLITE_BUSY and
+// run one at a time; reads use a separate pool and see consistent WAL
+// snapshots.
 package sqlite
 
 import (
@@ -15,10 +17,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/bpagents/bpagents/internal/store"
 	"github.com/bpagents/bpagents/internal/store/sqlstore"
@@ -32,6 +36,8 @@ type Options struct {
 	// commit survives power loss) or "NORMAL" (survives a crash of the
 	// process, may lose the last commits on power loss).
 	Synchronous string
+	// Log receives the store's rare warnings (nil: discarded).
+	Log *slog.Logger
 }
 
 // DB is a SQLite-backed store.Store.
@@ -39,6 +45,16 @@ type DB struct {
 	path   string
 	writer *sql.DB
 	reader *sql.DB
+	// writes and reads cache each pool's prepared statements.
+	writes, reads *sqlstore.Statements
+	log           *slog.Logger
+
+	// The writer goroutine (commit.go): Write queues on queue; closing ends
+	// the goroutine, which closes stopped.
+	queue    chan *write
+	closing  chan struct{}
+	stopped  chan struct{}
+	stopOnce sync.Once
 }
 
 var _ store.Store = (*DB)(nil)
@@ -62,6 +78,7 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 		"foreign_keys(ON)",
 		"synchronous(" + sync + ")",
 		"cache_size(-16000)",
+		"temp_store(MEMORY)", // savepoints' statement journals stay in memory
 	}
 	dsn := func(extra string) string {
 		q := url.Values{}
@@ -96,7 +113,13 @@ func Open(ctx context.Context, path string, opt Options) (*DB, error) {
 	n := max(4, runtime.NumCPU()*2)
 	reader.SetMaxOpenConns(n)
 	reader.SetMaxIdleConns(n)
-	return &DB{path: abs, writer: writer, reader: reader}, nil
+	db := &DB{path: abs, writer: writer, reader: reader, log: opt.Log,
+		writes: sqlstore.NewStatements(writer), reads: sqlstore.NewStatements(reader)}
+	if db.log == nil {
+		db.log = slog.New(slog.DiscardHandler)
+	}
+	db.startWriter()
+	return db, nil
 }
 
 // Backend implements store.Store.
@@ -105,19 +128,15 @@ func (db *DB) Backend() string { return "sqlite" }
 // Path is the database file.
 func (db *DB) Path() string { return db.path }
 
-// Close closes both pools.
+// Close stops the writer goroutine (after the writes it is running) and
+// closes both pools.
 func (db *DB) Close() error {
-	return errors.Join(db.reader.Close(), db.writer.Close())
-}
-
-// Write implements store.Store. Writers run one at a time, so fn runs once.
-func (db *DB) Write(ctx context.Context, fn func(tx store.Tx) error) error {
-	_, err := sqlstore.Attempt(ctx, db.writer, &dialect, sqlstore.Mode{Commit: true}, fn)
-	return err
+	db.stopWriter()
+	return errors.Join(db.reads.Close(), db.writes.Close(), db.reader.Close(), db.writer.Close())
 }
 
 // Read implements store.Store.
 func (db *DB) Read(ctx context.Context, fn func(tx store.Tx) error) error {
-	_, err := sqlstore.Attempt(ctx, db.reader, &dialect, sqlstore.Mode{}, fn)
+	_, err := sqlstore.Attempt(ctx, db.reader, &dialect, sqlstore.Mode{Statements: db.reads}, fn)
 	return err
 }

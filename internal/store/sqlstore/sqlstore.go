@@ -91,6 +91,9 @@ type Mode struct {
 	Commit bool
 	// First, when set, is run in the transaction before fn (a lock).
 	First string
+	// Statements, when set, caches the prepared statements of the pool the
+	// transaction is begun on (see Statements).
+	Statements *Statements
 }
 
 // Beginner starts transactions: a *sql.DB, or a *sql.Conn when the
@@ -104,6 +107,9 @@ type Beginner interface {
 // that the database aborted the transaction for a reason that running it
 // again may cure (see Retry); the error says why.
 func Attempt(ctx context.Context, db Beginner, d *Dialect, mode Mode, fn func(tx store.Tx) error) (retry bool, err error) {
+	// Queries first seen in this transaction are prepared after it, when it
+	// holds no connection (deferred first: it runs last).
+	defer mode.Statements.prepareWanted(ctx)
 	sqlTx, err := db.BeginTx(ctx, mode.Options)
 	if err != nil {
 		return d.Classify(err) == Retry, fmt.Errorf("%s: begin: %w", d.Name, err)
@@ -114,7 +120,7 @@ func Attempt(ctx context.Context, db Beginner, d *Dialect, mode Mode, fn func(tx
 			panic(p)
 		}
 	}()
-	t := &Tx{tx: sqlTx, d: d}
+	t := &Tx{tx: sqlTx, d: d, stmts: mode.Statements}
 	if mode.First != "" {
 		if _, err := t.exec(ctx, mode.First); err != nil {
 			_ = sqlTx.Rollback()
@@ -143,8 +149,9 @@ func Attempt(ctx context.Context, db Beginner, d *Dialect, mode Mode, fn func(tx
 
 // Tx implements store.Tx on a database/sql transaction.
 type Tx struct {
-	tx *sql.Tx
-	d  *Dialect
+	tx    *sql.Tx
+	d     *Dialect
+	stmts *Statements // nil: queries run unprepared
 	// aborted is the first error with which the database aborted the
 	// transaction (class Retry).
 	aborted error
@@ -174,7 +181,7 @@ func (t *Tx) err(err error) error {
 }
 
 func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	res, err := t.tx.ExecContext(ctx, t.d.bind(q), args...)
+	res, err := t.execSQL(ctx, q, args)
 	return res, t.err(err)
 }
 
@@ -202,12 +209,12 @@ type scanner interface{ Scan(dest ...any) error }
 
 // scalar runs q and scans its one row into dest.
 func (t *Tx) scalar(ctx context.Context, q string, args []any, dest ...any) error {
-	return t.err(t.tx.QueryRowContext(ctx, t.d.bind(q), args...).Scan(dest...))
+	return t.err(t.queryRowSQL(ctx, q, args).Scan(dest...))
 }
 
 // queryOne runs q and scans its one row with scan; no row is ErrNotFound.
 func queryOne[T any](ctx context.Context, t *Tx, scan func(scanner) (T, error), q string, args ...any) (T, error) {
-	v, err := scan(t.tx.QueryRowContext(ctx, t.d.bind(q), args...))
+	v, err := scan(t.queryRowSQL(ctx, q, args))
 	return v, t.err(err)
 }
 
@@ -222,7 +229,7 @@ func getOne[T any](ctx context.Context, t *Tx, scan func(scanner) (T, error), wh
 
 // queryAll runs q and scans every row with scan.
 func queryAll[T any](ctx context.Context, t *Tx, scan func(scanner) (T, error), q string, args ...any) ([]T, error) {
-	rows, err := t.tx.QueryContext(ctx, t.d.bind(q), args...)
+	rows, err := t.querySQL(ctx, q, args)
 	if err != nil {
 		return nil, t.err(err)
 	}

@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}{
 		{"Meta", testMeta},
 		{"Accounts", testAccounts},
+		{"AgentBalance", testAgentBalance},
 		{"Transfers", testTransfers},
 		{"TransferFilters", testTransferFilters},
 		{"EntrySums", testEntrySums},
