@@ -12,10 +12,10 @@ package postgres
 // transactions holding that lock on the events or transfers table of this
 // schema. Every number ≤ L was drawn by a transaction that has committed (or
 // aborted) or is in W. Once none of W holds the lock any more, L is settled.
-// Each call takes such a probe and settles the earlier ones whose
-// transactions have all ended; a probe taken while nobody writes settles at
-// once. It never guesses: a transaction that stays open keeps the horizon
-// where it is until it ends.
+// Each call takes such a probe, waits up to settleWait for its writers to
+// end, and settles it and the earlier ones whose transactions have all ended;
+// a probe taken while nobody writes settles at once. It never guesses: a
+// transaction that stays open keeps the horizon where it is until it ends.
 
 import (
 	"context"
@@ -51,6 +51,11 @@ const (
 	// maxProbes bounds the probes waiting to settle; the oldest go first (a
 	// later probe, once settled, settles everything an earlier one would).
 	maxProbes = 64
+	// settleWait bounds how long a call waits for the transactions that may
+	// still commit numbers below its probe, looking every settlePoll; a
+	// transaction open for longer leaves the probe to a later call.
+	settleWait = 250 * time.Millisecond
+	settlePoll = 2 * time.Millisecond
 )
 
 const (
@@ -90,6 +95,24 @@ func (db *DB) Settled(ctx context.Context) (store.Settled, error) {
 		}
 	}
 	h.probes = keep
+	// Writers' transactions last milliseconds: wait a little for this
+	// probe's to end, so that the caller gets a horizon of now and not of
+	// its last call (the first call of a process would otherwise see 0
+	// while the economy writes).
+	for wait := time.Now().Add(settleWait); len(writers) > 0 && time.Now().Before(wait); {
+		select {
+		case <-ctx.Done():
+			return h.settled, ctx.Err()
+		case <-time.After(settlePoll):
+		}
+		now, err := db.writers(ctx)
+		if err != nil {
+			return h.settled, err
+		}
+		if disjoint(writers, now) {
+			writers = nil
+		}
+	}
 	if len(writers) == 0 {
 		h.advance(p.at)
 	} else {

@@ -202,3 +202,48 @@ func firstDiff(a, b []int64) int {
 	}
 	return min(len(a), len(b))
 }
+
+// TestSettledFirstCallWhileOthersWrite: a process that opens the store while
+// others write without pause (some transaction always holds a number) gets,
+// from its first call, a horizon at or past every event committed before the
+// call, not the zero it starts from; otherwise its first page of events after
+// a restart would come back empty.
+func TestSettledFirstCallWhileOthersWrite(t *testing.T) {
+	t.Parallel()
+	url := pgtest.Schema(t)
+	busy := pgtest.OpenAt(t, url, postgres.Options{MaxConns: 6})
+	ctx := t.Context()
+	var last int64
+	if err := busy.Write(ctx, func(tx store.Tx) error {
+		var err error
+		last, err = appendEvent(ctx, tx, "before")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	run, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for run.Err() == nil {
+				err := busy.Write(ctx, func(tx store.Tx) error {
+					if _, err := appendEvent(ctx, tx, "busy"); err != nil {
+						return err
+					}
+					time.Sleep(2 * time.Millisecond)
+					return nil
+				})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	defer func() { stop(); wg.Wait() }()
+	time.Sleep(50 * time.Millisecond) // the writers overlap by now
+	fresh := pgtest.OpenAt(t, url, postgres.Options{})
+	if s := settled(t, fresh); s.EventSeq < last {
+		t.Fatalf("a new process's first horizon is %d, below event %d committed before it asked", s.EventSeq, last)
+	}
+}
