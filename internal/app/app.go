@@ -92,10 +92,11 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options)
 	if err != nil {
 		return nil, err
 	}
-	a = &App{Cfg: cfg, Log: log, Role: role}
+	opened := &App{Cfg: cfg, Log: log, Role: role}
+	a = opened
 	defer func() {
-		if err != nil {
-			a.Close()
+		if err != nil { // a is nil by now: every failure returns nil, err
+			opened.Close()
 		}
 	}()
 	if err := os.MkdirAll(cfg.DataDir(), 0o700); err != nil {

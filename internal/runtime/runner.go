@@ -1,10 +1,12 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -165,10 +167,19 @@ func (r *Runner) replaceable(prev store.Runner) error {
 	return nil
 }
 
-// processAlive reports whether a process with this pid exists on this host.
+// processAlive reports whether a process with this pid runs on this host.
+// A zombie does not count: a process killed a moment ago stays one until its
+// parent (or an init that may be slow to) reaps it.
 func processAlive(pid int) bool {
 	if pid <= 0 {
 		return false
+	}
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		// pid (comm) state ...: comm may hold spaces and parentheses.
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+			state := stat[i+2]
+			return state != 'Z' && state != 'X'
+		}
 	}
 	err := syscall.Kill(pid, 0)
 	return err == nil || errors.Is(err, syscall.EPERM)
