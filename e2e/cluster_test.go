@@ -14,6 +14,7 @@ import (
 	"github.com/bpagents/bpagents/internal/api"
 	"github.com/bpagents/bpagents/internal/client"
 	"github.com/bpagents/bpagents/internal/store/postgres/pgtest"
+	"github.com/bpagents/bpagents/internal/testutil"
 )
 
 // startRole runs `bpagents serve --role ROLE` on a shared database and home
@@ -29,7 +30,7 @@ func startRole(t *testing.T, home string, env []string, role string, extra ...st
 	}
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(append(os.Environ(), "BPAGENTS_LOG_FORMAT=json", "BPAGENTS_LOG_LEVEL=info"), env...)
-	s := &server{t: t, home: home, cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
+	s := &server{t: t, home: home, cmd: cmd, log: &testutil.Buffer{}, done: make(chan struct{})}
 	if addr != "" {
 		s.url = "http://" + addr
 	}

@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -68,26 +66,9 @@ type server struct {
 	home   string
 	url    string
 	cmd    *exec.Cmd
-	log    *lockedBuffer
+	log    *testutil.Buffer
 	done   chan struct{}
 	client *client.Client
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func freePort(t *testing.T) string {
@@ -117,7 +98,7 @@ func startServerEnv(t *testing.T, home string, env []string, extra ...string) *s
 	cmd.Env = append(os.Environ(), "BPAGENTS_LOG_FORMAT=json", "BPAGENTS_LOG_LEVEL=info",
 		fmt.Sprintf("BPAGENTS_PROCESS_UID_BASE=%d", uidBase))
 	cmd.Env = append(cmd.Env, env...)
-	s := &server{t: t, home: home, url: "http://" + addr, cmd: cmd, log: &lockedBuffer{}, done: make(chan struct{})}
+	s := &server{t: t, home: home, url: "http://" + addr, cmd: cmd, log: &testutil.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"testing/fstest"
 
@@ -29,6 +28,7 @@ import (
 	"github.com/bpagents/bpagents/internal/sandbox"
 	"github.com/bpagents/bpagents/internal/store"
 	"github.com/bpagents/bpagents/internal/store/sqlite"
+	"github.com/bpagents/bpagents/internal/testutil"
 )
 
 // testBundle is small and cheap at the harness's prices, and long enough
@@ -50,25 +50,7 @@ type harness struct {
 	client *http.Client
 	op     string // the operator token
 	ws     agents.Workspaces
-	logs   *lockedBuffer
-}
-
-// lockedBuffer collects the server's log lines from many goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs   *testutil.Buffer
 }
 
 // newHarness builds config.Default() (with tweak applied, if any) into a
@@ -113,7 +95,7 @@ func newHarness(t *testing.T, tweak func(*config.Config)) *harness {
 		}
 	})
 
-	logs := &lockedBuffer{}
+	logs := &testutil.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ws := agents.Workspaces{Root: filepath.Join(dir, "workspaces")}
 	genesis := fstest.MapFS{"main.py": {Data: []byte("print('genesis')\n"), Mode: 0o644}}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bpagents/bpagents/internal/api"
 	"github.com/bpagents/bpagents/internal/money"
+	"github.com/bpagents/bpagents/internal/testutil"
 )
 
 // Every line logged while a request is handled carries its request id, and
@@ -20,7 +21,7 @@ import (
 func TestRequestIDAndRouteLabels(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, nil)
-	var logs lockedBuffer
+	var logs testutil.Buffer
 	var mu sync.Mutex
 	routes := map[string]int{}
 	srv := api.New(h.eco, slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})), api.Options{

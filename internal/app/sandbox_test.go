@@ -1,36 +1,17 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/bpagents/bpagents/internal/config"
 	"github.com/bpagents/bpagents/internal/sandbox/docker"
 	"github.com/bpagents/bpagents/internal/testutil"
 )
-
-type lockedLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestSandboxAutoSaysWhatItChose: auto picks docker when the engine answers
 // and holds the image, process otherwise, and logs which and why.
@@ -42,7 +23,7 @@ func TestSandboxAutoSaysWhatItChose(t *testing.T) {
 		cfg.Home = t.TempDir()
 		cfg.Addr = "127.0.0.1:0"
 		cfg.Docker.Image = image
-		var log lockedLog
+		var log testutil.Buffer
 		a, err := Open(context.Background(), cfg, slog.New(slog.NewTextHandler(&log, nil)), Options{})
 		if err != nil {
 			t.Fatal(err)

@@ -2,7 +2,6 @@ package intelligence_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -29,6 +27,7 @@ import (
 	"github.com/bpagents/bpagents/internal/sandbox"
 	"github.com/bpagents/bpagents/internal/store"
 	"github.com/bpagents/bpagents/internal/store/sqlite"
+	"github.com/bpagents/bpagents/internal/testutil"
 )
 
 const upstreamKey = "sk-test-secret-0123456789"
@@ -40,24 +39,7 @@ type rig struct {
 	st   store.Store
 	up   *llmtest.Server
 	srv  *httptest.Server
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *testutil.Buffer
 }
 
 func newRig(t *testing.T, edit func(*intelligence.Config)) *rig {
@@ -74,7 +56,7 @@ func newRig(t *testing.T, edit func(*intelligence.Config)) *rig {
 		t.Fatal(err)
 	}
 	set.Capacity.CPUMillis = 8000
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	eco := economy.New(st, set, agents.Workspaces{Root: filepath.Join(dir, "ws")},
 		fstest.MapFS{"main.py": {Data: []byte("print(1)\n")}}, log, economy.Options{})

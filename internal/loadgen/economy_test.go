@@ -1,7 +1,6 @@
 package loadgen_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"github.com/bpagents/bpagents/internal/sandbox"
 	"github.com/bpagents/bpagents/internal/sandbox/fake"
 	"github.com/bpagents/bpagents/internal/store/postgres/pgtest"
+	"github.com/bpagents/bpagents/internal/testutil"
 )
 
 // economyOptions shape the economy a load runs against.
@@ -42,24 +42,7 @@ type runningEconomy struct {
 	app    *app.App
 	url    string
 	agents []loadgen.Agent
-	logs   *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs   *testutil.Buffer
 }
 
 // execBundle is what each load agent's execution holds: a sliver of CPU and
@@ -95,7 +78,7 @@ func startEconomy(tb testing.TB, o economyOptions) *runningEconomy {
 	mem.Capacity = max(mem.Capacity, float64(3*o.agents)*float64(execBundle.MemoryMB))
 	res["cpu"], res["memory_mb"] = cpu, mem
 
-	logs := &lockedBuffer{}
+	logs := &testutil.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var mu sync.Mutex
 	tokens := map[string]string{}

@@ -1,8 +1,9 @@
-// Package testutil holds helpers shared by tests. It owns one rule: a test
-// that needs a service (root and cgroups, Docker, PostgreSQL, Chromium,
-// python3) skips, saying why, when the service is absent, unless
+// Package testutil holds helpers shared by tests, and one rule: a test that
+// needs a service (root and cgroups, Docker, PostgreSQL, Chromium, python3)
+// skips, saying why, when the service is absent, unless
 // BPAGENTS_TEST_REQUIRE=all (or a comma list naming the service) is set, in
-// which case it fails, so CI can never pass by skipping.
+// which case it fails, so CI can never pass by skipping. Only tests and test
+// helper packages (such as pgtest) may import it, never the product's code.
 package testutil
 
 import (

@@ -38,7 +38,7 @@ var shared struct {
 	srv    *http.Server
 	hits   *hitCounter
 	err    error
-	logBuf *syncBuffer
+	logBuf *testutil.Buffer
 }
 
 func TestMain(m *testing.M) {
@@ -83,23 +83,6 @@ func randomID(t testing.TB) string {
 	return hex.EncodeToString(b)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // hitCounter counts requests to the test API.
 type hitCounter struct {
 	mu sync.Mutex
@@ -129,7 +112,7 @@ func sharedSandbox(t testing.TB) (*Sandbox, string) {
 	t.Helper()
 	needDocker(t)
 	shared.once.Do(func() {
-		shared.logBuf = &syncBuffer{}
+		shared.logBuf = &testutil.Buffer{}
 		logger := slog.New(slog.NewTextHandler(shared.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		sb, err := New(context.Background(), testConfig(t), logger)
 		if err != nil {
