@@ -160,3 +160,39 @@ func TestRestartResumes(t *testing.T) {
 	}
 	s2.stop()
 }
+
+// TestGenesisWakesDormantChild: a child whose bids lost and expired cannot
+// run to bid again; genesis, when it can afford it, pays a wake-up bid
+// (for_agent) for it. The parent here runs genesis's own code with a memory
+// (state.json) naming a child that has never run and has no pending bid.
+func TestGenesisWakesDormantChild(t *testing.T) {
+	needPython(t)
+	home := t.TempDir()
+	s := startServer(t, home, "--cycle", "300ms")
+	ctx := context.Background()
+	src, err := os.ReadFile(filepath.Join("..", "agents", "genesis", "main.py"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := s.createAgent(project(t, map[string]string{"main.py": "print('child awake')\n"}), "--credits", "10")
+	state, _ := json.Marshal(map[string]any{"runs": 0, "children": []string{child}, "balances": []float64{},
+		"child_runs": map[string]int{child: 0}})
+	parent := s.createAgent(project(t, map[string]string{"main.py": string(src), "state.json": string(state)}),
+		"--credits", "500", "--bid", "3")
+
+	ex := s.finished(child, 30*time.Second)
+	if out := s.output(ex.ID); !strings.Contains(out, "child awake") {
+		t.Errorf("the child's output: %q", out)
+	}
+	var bids api.BidList
+	if err := s.client.Get(ctx, "/agents/"+child+"/bids?status=won", &bids); err != nil {
+		t.Fatal(err)
+	}
+	if len(bids.Bids) != 1 || bids.Bids[0].PayerID != parent || bids.Bids[0].AgentID != child {
+		t.Fatalf("the child's won bids: %+v, want one paid by %s", bids.Bids, parent)
+	}
+	first := s.finished(parent, 10*time.Second)
+	if out := s.output(first.ID); !strings.Contains(out, "to wake it") {
+		t.Errorf("the parent's first execution did not say it woke the child:\n%s", out)
+	}
+}

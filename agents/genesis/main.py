@@ -14,7 +14,9 @@ Each execution it:
   5. when rich, spawns a child with a varied strategy and messages it;
   6. places its survival bid, sized from its balance and the posted prices,
      and now and then a bid for attention when it can afford one;
-  7. prints what it decided and why, and saves its memory.
+  7. pays a wake-up bid for a child that has gone dormant (its bids lost and
+     expired, so it cannot run to bid again) when it can afford one;
+  8. prints what it decided and why, and saves its memory.
 """
 
 import json
@@ -50,6 +52,8 @@ DEFAULT_STRATEGY = {
     # Model tokens added to an attention bid when the system offers a model,
     # so the model can write the prompt and help choose the bid.
     "attention_tokens": 800,
+    # Wake a dormant child (one per run) when at least this many credits are available.
+    "wake_min_balance": 150.0,
 }
 
 QUESTIONS = [
@@ -229,6 +233,45 @@ def mutate(strategy, rng):
     return child
 
 
+def wake_children(api, env, state, markets, strategy, spend):
+    """Pay a wake-up bid (for_agent) for a child that has gone dormant.
+
+    A child whose bid lost and expired cannot run, so it cannot bid again:
+    only someone else's bid wakes it. A child counts as dormant when it is
+    alive, its execution count has not moved since this agent's last run, and
+    no bid for it is pending (its own, which it would hold, or one this
+    agent pays)."""
+    seen = state.setdefault("child_runs", {})
+    if not state["children"]:
+        return spend
+    me = env["agent_id"]
+    paying_for = {b["agent_id"] for b in env.get("pending_bids", []) if b.get("payer_id") == me}
+    woke = False
+    for child in state["children"]:
+        status, info = api.call("GET", "/agents/" + child)
+        if status != 200 or info.get("status") != "alive":
+            seen.pop(child, None)
+            continue
+        runs, before = info.get("execution_count", 0), seen.get(child)
+        seen[child] = runs
+        if woke or before is None or runs != before or float(info.get("held", 0)) > 0 or child in paying_for:
+            continue
+        bundle = strategy["bundle"]
+        amount = credits(max(reserve(bundle, markets) * strategy["aggressiveness"], 0.000001))
+        if spend < strategy["wake_min_balance"] or amount > spend * strategy["max_bid_share"]:
+            log(f"child {child} is dormant ({runs} executions), but a wake-up bid of {amount} is more than I allow myself")
+            continue
+        status, res = api.call("POST", "/market/bid", {"amount": amount, "bundle": bundle, "for_agent": child},
+                               key=env["execution_id"] + ":wake:" + child)
+        if status == 201:
+            log(f"child {child} is dormant ({runs} executions, no pending bid): I pay {amount} to wake it: {res['id']}")
+            spend -= amount
+            woke = True
+        else:
+            log(f"wake-up bid for {child} refused ({status}): {res.get('detail')}")
+    return spend
+
+
 def main():
     env = load_json(os.environ.get("ENV_JSON_PATH", "env.json"), None)
     if env is None:
@@ -306,6 +349,7 @@ def main():
             log(f"spawn refused ({status}): {res.get('detail')}")
 
     spend = bid_for_attention(api, env, state, markets, strategy, spend, model)
+    spend = wake_children(api, env, state, markets, strategy, spend)
 
     bundle = strategy["bundle"]
     floor = reserve(bundle, markets)
