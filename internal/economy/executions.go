@@ -81,15 +81,7 @@ func (e *Economy) StartExecution(ctx context.Context, id, sandboxName, serviceUR
 // runner when runnerID is empty).
 func (e *Economy) start(ctx context.Context, id, runnerID, sandboxName, serviceURL string) (Started, error) {
 	var out Started
-	err := e.write(ctx, func(tx store.Tx) error {
-		s, err := e.stamp(ctx, tx)
-		if err != nil {
-			return err
-		}
-		ex, err := tx.GetExecution(ctx, id)
-		if err != nil {
-			return err
-		}
+	err := e.writeExecution(ctx, id, func(tx store.Tx, s stamp, ex store.Execution) error {
 		if ex.Status != store.ExecQueued {
 			return fail(CodeConflict, "execution %s is %s, not queued", id, ex.Status)
 		}
@@ -183,15 +175,7 @@ func (e *Economy) buildEnv(ctx context.Context, tx store.Tx, s stamp, ex store.E
 // when its sandbox started late: the agent gets the running time its bundle
 // bought, and its token stays valid until the sandbox is killed.
 func (e *Economy) ExtendDeadline(ctx context.Context, id string, deadline time.Time) error {
-	return e.write(ctx, func(tx store.Tx) error {
-		s, err := e.stamp(ctx, tx)
-		if err != nil {
-			return err
-		}
-		ex, err := tx.GetExecution(ctx, id)
-		if err != nil {
-			return err
-		}
+	return e.writeExecution(ctx, id, func(tx store.Tx, s stamp, ex store.Execution) error {
 		if ex.Status != store.ExecRunning {
 			return fail(CodeConflict, "execution %s is %s, not running", id, ex.Status)
 		}
@@ -220,18 +204,11 @@ func (e *Economy) FinishExecution(ctx context.Context, id string, r sandbox.Resu
 func (e *Economy) closeExecution(ctx context.Context, id string, r sandbox.Result,
 	close func(context.Context, store.Tx, stamp, store.Execution, sandbox.Result) (store.Execution, error)) (store.Execution, error) {
 	var out store.Execution
-	err := e.write(ctx, func(tx store.Tx) error {
-		s, err := e.stamp(ctx, tx)
-		if err != nil {
-			return err
-		}
-		ex, err := tx.GetExecution(ctx, id)
-		if err != nil {
-			return err
-		}
+	err := e.writeExecution(ctx, id, func(tx store.Tx, s stamp, ex store.Execution) error {
 		if ex.Status == store.ExecFinished {
 			return fail(CodeConflict, "execution %s already finished", id)
 		}
+		var err error
 		out, err = close(ctx, tx, s, ex, r)
 		return err
 	})
@@ -431,4 +408,20 @@ func unitOf(r market.Resource) string {
 		return "credits per slot"
 	}
 	return fmt.Sprintf("credits per %s", r)
+}
+
+// writeExecution runs fn in a write transaction with the transaction's time
+// stamp and execution id as it stands in it.
+func (e *Economy) writeExecution(ctx context.Context, id string, fn func(tx store.Tx, s stamp, ex store.Execution) error) error {
+	return e.write(ctx, func(tx store.Tx) error {
+		s, err := e.stamp(ctx, tx)
+		if err != nil {
+			return err
+		}
+		ex, err := tx.GetExecution(ctx, id)
+		if err != nil {
+			return err
+		}
+		return fn(tx, s, ex)
+	})
 }

@@ -201,15 +201,7 @@ func (e *Economy) StartClaimed(ctx context.Context, runnerID, id, sandboxName, s
 // ReleaseExecution gives a queued execution runnerID claimed back to the
 // queue (a runner shutting down before it started it).
 func (e *Economy) ReleaseExecution(ctx context.Context, runnerID, id, why string) error {
-	return e.write(ctx, func(tx store.Tx) error {
-		s, err := e.stamp(ctx, tx)
-		if err != nil {
-			return err
-		}
-		ex, err := tx.GetExecution(ctx, id)
-		if err != nil {
-			return err
-		}
+	return e.writeExecution(ctx, id, func(tx store.Tx, s stamp, ex store.Execution) error {
 		if ex.Status != store.ExecQueued || ex.RunnerID != runnerID {
 			return fail(CodeConflict, "execution %s is %s and claimed by %q, not a queued claim of %s",
 				id, ex.Status, ex.RunnerID, runnerID)
