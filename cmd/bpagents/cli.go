@@ -33,6 +33,14 @@ type clientFlags struct {
 	json    *bool
 }
 
+// clientCommand makes the flag set of a client command: its usage text and
+// the flags every client command takes.
+func clientCommand(name string) (*flag.FlagSet, clientFlags) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	setUsage(fs, name)
+	return fs, addClientFlags(fs)
+}
+
 func addClientFlags(fs *flag.FlagSet) clientFlags {
 	return clientFlags{
 		server:  fs.String("server", "", "API base URL (default: from the configuration, http://127.0.0.1:8000)"),
@@ -74,9 +82,7 @@ func printJSON(v any) error {
 }
 
 func cmdStatus(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
-	setUsage(fs, "status")
-	cf := addClientFlags(fs)
+	fs, cf := clientCommand("status")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -204,9 +210,7 @@ func cmdAudit(ctx context.Context, args []string) error {
 }
 
 func cmdAgents(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("agents", flag.ContinueOnError)
-	setUsage(fs, "agents")
-	cf := addClientFlags(fs)
+	fs, cf := clientCommand("agents")
 	status := fs.String("status", "", "alive or dead")
 	tree := fs.Bool("tree", false, "show the lineage tree")
 	if err := fs.Parse(args); err != nil {
@@ -316,9 +320,7 @@ func compact(raw json.RawMessage) string {
 }
 
 func cmdLogs(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
-	setUsage(fs, "logs")
-	cf := addClientFlags(fs)
+	fs, cf := clientCommand("logs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -22,9 +22,7 @@ func cmdEvents(ctx context.Context, args []string) error {
 }
 
 func runEvents(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("events", flag.ContinueOnError)
-	setUsage(fs, "events")
-	cf := addClientFlags(fs)
+	fs, cf := clientCommand("events")
 	after := fs.Int64("after", 0, "only events after this sequence number (with --follow: stream from there)")
 	typ := fs.String("type", "", "event type, or a prefix ending in '.'")
 	agent := fs.String("agent", "", "only this agent's events")

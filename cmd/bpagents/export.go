@@ -9,7 +9,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,9 +28,7 @@ func cmdExport(ctx context.Context, args []string) error {
 }
 
 func runExport(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
-	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	setUsage(fs, "export")
-	cf := addClientFlags(fs)
+	fs, cf := clientCommand("export")
 	what := fs.String("what", "events", "events or ledger")
 	format := fs.String("format", "jsonl", "jsonl (one JSON object a line) or csv (with a header row)")
 	outPath := fs.String("out", "", "file to write (default: stdout); written whole or not at all")

@@ -36,9 +36,7 @@ func cmdAgentShow(ctx context.Context, args []string) error {
 }
 
 func runAgentShow(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
-	setUsage(fs, "agent")
-	cf := addClientFlags(fs)
+	fs, cf := clientCommand("agent")
 	limit := fs.Int("limit", 10, "how many recent executions and bids")
 	id, err := parseWithArgs(fs, args, 1)
 	if err != nil {
@@ -154,9 +152,7 @@ func cmdMarkets(ctx context.Context, args []string) error {
 }
 
 func runMarkets(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("markets", flag.ContinueOnError)
-	setUsage(fs, "markets")
-	cf := addClientFlags(fs)
+	fs, cf := clientCommand("markets")
 	history := fs.Int("history", 10, "how many recent clearings to show (0: none)")
 	if _, err := parseWithArgs(fs, args, 0); err != nil {
 		return err

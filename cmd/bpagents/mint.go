@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -21,9 +20,7 @@ func cmdMint(ctx context.Context, args []string) error {
 // runMint mints credits to an agent through POST /admin/mint. The request
 // carries a fresh Idempotency-Key, so the client's own retries mint once.
 func runMint(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("mint", flag.ContinueOnError)
-	setUsage(fs, "mint")
-	cf := addClientFlags(fs)
+	fs, cf := clientCommand("mint")
 	memo := fs.String("memo", "", "why (kept in the ledger)")
 	pos, err := parseWithArgs(fs, args, 2)
 	if err != nil {

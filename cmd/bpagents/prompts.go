@@ -42,9 +42,7 @@ func cmdMessages(ctx context.Context, args []string) error {
 }
 
 func runPrompts(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("prompts", flag.ContinueOnError)
-	setUsage(fs, "prompts")
-	cf := addClientFlags(fs)
+	fs, cf := clientCommand("prompts")
 	status := fs.String("status", "pending", "pending, rated or expired")
 	agent := fs.String("agent", "", "only this agent's prompts")
 	limit := fs.Int("limit", 100, "how many (at most 500)")
@@ -294,9 +292,7 @@ func ratedLine(res economy.RatingResult) string {
 }
 
 func runMessages(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("messages", flag.ContinueOnError)
-	setUsage(fs, "messages")
-	cf := addClientFlags(fs)
+	fs, cf := clientCommand("messages")
 	limit := fs.Int("limit", 100, "how many (at most 500)")
 	before := fs.Int64("before", 0, "continue a listing: only messages older than this (next_before)")
 	if err := fs.Parse(args); err != nil {
