@@ -113,6 +113,12 @@ func (c *cluster) events(typ string) []store.Event {
 	return out
 }
 
+// clusterBackends are the stores a cluster test runs on, each opened fresh.
+var clusterBackends = []struct {
+	name string
+	open func(*testing.T) *cluster
+}{{"sqlite", sqliteCluster}, {"postgres", postgresCluster}}
+
 func (c *cluster) executions(f store.ExecutionFilter) []store.Execution {
 	c.t.Helper()
 	var out []store.Execution
@@ -199,10 +205,7 @@ func cycleOf(t *testing.T, eco *economy.Economy) int64 {
 // other takes over within seconds and clearing goes on.
 func TestLeaderElection(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		open func(*testing.T) *cluster
-	}{{"sqlite", sqliteCluster}, {"postgres", postgresCluster}} {
+	for _, tc := range clusterBackends {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := tc.open(t)

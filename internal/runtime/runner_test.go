@@ -38,10 +38,7 @@ func addSleepers(t *testing.T, eco *economy.Economy, n int, bid money.Micro) {
 // slots.
 func TestRunnersClaimEachExecutionOnce(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		open func(*testing.T) *cluster
-	}{{"sqlite", sqliteCluster}, {"postgres", postgresCluster}} {
+	for _, tc := range clusterBackends {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := tc.open(t)
@@ -136,10 +133,7 @@ func TestRunnersClaimEachExecutionOnce(t *testing.T) {
 // cannot record it again.
 func TestLostRunner(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name string
-		open func(*testing.T) *cluster
-	}{{"sqlite", sqliteCluster}, {"postgres", postgresCluster}} {
+	for _, tc := range clusterBackends {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := tc.open(t)
