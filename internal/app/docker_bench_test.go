@@ -8,14 +8,10 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/bpagents/bpagents/internal/config"
-	"github.com/bpagents/bpagents/internal/economy"
 	"github.com/bpagents/bpagents/internal/market"
-	"github.com/bpagents/bpagents/internal/money"
 	"github.com/bpagents/bpagents/internal/sandbox/docker"
-	"github.com/bpagents/bpagents/internal/store"
 	"github.com/bpagents/bpagents/internal/testutil"
 )
 
@@ -62,46 +58,6 @@ func BenchmarkTrivialDockerExecutions(b *testing.B) {
 	})
 	// Ten-second bundles: a burst of container starts on a small machine
 	// takes seconds, which the wall-clock budget of each execution includes.
-	bundle := market.Bundle{CPUMillis: 100, MemoryMB: 64, DurationSeconds: 10}
 	agent := strings.Replace(trivialAgent, `"duration_seconds": 5`, `"duration_seconds": 10`, 1)
-	for i := 0; i < agents; i++ {
-		_, err := a.Economy.CreateAgent(ctx, economy.CreateAgentRequest{ID: fmt.Sprintf("bench-%d", i),
-			Files: map[string]string{"main.py": agent}, Credits: money.Credits(1000),
-			Bid: &economy.BidSpec{Amount: money.Credits(1), Bundle: bundle}})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	if err := a.Economy.Kill(ctx, economy.GenesisID); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		a.Runtime.Tick(ctx)
-		a.Runtime.Wait()
-	}
-	elapsed := time.Since(start)
-	b.StopTimer()
-	var done, ok int
-	var last string
-	err = a.Store.Read(ctx, func(tx store.Tx) error {
-		list, err := tx.ListExecutions(ctx, store.ExecutionFilter{Statuses: []string{store.ExecFinished}})
-		for _, e := range list {
-			done++
-			last = fmt.Sprintf("%s %s/%d %s", e.Sandbox, e.Reason, e.ExitCode, e.Detail)
-			if e.Reason == "exited" && e.ExitCode == 0 && e.Sandbox == "docker" {
-				ok++
-			}
-		}
-		return err
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	if ok != done || done == 0 {
-		b.Fatalf("%d of %d executions failed (last: %s)", done-ok, done, last)
-	}
-	b.ReportMetric(float64(done)/elapsed.Minutes(), "executions/min")
-	b.ReportMetric(float64(done)/float64(b.N), "executions/cycle")
+	runTrivialCycles(b, a, agents, agent, market.Bundle{CPUMillis: 100, MemoryMB: 64, DurationSeconds: 10}, "docker")
 }
