@@ -8,13 +8,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bpagents/bpagents/internal/api"
-	"github.com/bpagents/bpagents/internal/client"
 	"github.com/bpagents/bpagents/internal/economy"
 )
 
@@ -132,27 +129,7 @@ func TestHostileAgents(t *testing.T) {
 		"--credits", "20", "--bid", "3", "--cpu", "0.25", "--duration", "3")
 
 	// Keep asking the API while they run; every request must succeed.
-	var stop atomic.Bool
-	var requests, failures atomic.Int64
-	var slowest atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c := client.New(s.url, "")
-		for !stop.Load() {
-			start := time.Now()
-			var b economy.BalanceView
-			if err := c.Get(context.Background(), "/economic/balance/genesis", &b); err != nil {
-				failures.Add(1)
-			}
-			requests.Add(1)
-			if d := time.Since(start).Microseconds(); d > slowest.Load() {
-				slowest.Store(d)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	stopWatching := watchAPI(t, s.url)
 
 	// The fork bomb sleeps once it has forked, so it ends at its deadline,
 	// unless the process limit refuses its own shell the fork of sleep first,
@@ -170,13 +147,7 @@ func TestHostileAgents(t *testing.T) {
 			t.Errorf("agent %s ended %q, exit code %d (%s), want %q", c.agent, ex.Reason, ex.ExitCode, ex.Detail, c.reason)
 		}
 	}
-	stop.Store(true)
-	wg.Wait()
-	t.Logf("API during the attack: %d requests, %d failures, slowest %.1f ms",
-		requests.Load(), failures.Load(), float64(slowest.Load())/1000)
-	if failures.Load() > 0 || requests.Load() == 0 {
-		t.Errorf("API failed %d of %d requests while hostile agents ran", failures.Load(), requests.Load())
-	}
+	stopWatching()
 	sp := results[spinner]
 	if limit := 0.5*sp.WallSeconds + 0.3; sp.CPUSeconds > limit {
 		t.Errorf("spinner used %.2f CPU seconds in %.2f s at 0.5 cores (limit %.2f)", sp.CPUSeconds, sp.WallSeconds, limit)

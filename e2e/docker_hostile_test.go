@@ -10,14 +10,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/bpagents/bpagents/internal/api"
-	"github.com/bpagents/bpagents/internal/client"
-	"github.com/bpagents/bpagents/internal/economy"
 	"github.com/bpagents/bpagents/internal/sandbox/docker"
 )
 
@@ -147,26 +143,8 @@ func TestDockerHostileAgents(t *testing.T) {
 			"--cpu", "0.25", "--memory-mb", "64", "--duration", "20"),
 	}
 
-	var stop atomic.Bool
-	var requests, failures, slowest atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		c := client.New(s.url, "")
-		for !stop.Load() {
-			start := time.Now()
-			var b economy.BalanceView
-			if err := c.Get(context.Background(), "/economic/balance/genesis", &b); err != nil {
-				failures.Add(1)
-			}
-			requests.Add(1)
-			if d := time.Since(start).Microseconds(); d > slowest.Load() {
-				slowest.Store(d)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}()
+	// Keep asking the API while they run; every request must succeed.
+	stopWatching := watchAPI(t, s.url)
 
 	results := map[string]api.ExecutionView{}
 	for _, c := range cases {
@@ -176,13 +154,7 @@ func TestDockerHostileAgents(t *testing.T) {
 			t.Errorf("%s ended %q in %q (%s), want %q; output:\n%s", c.name, ex.Reason, ex.Sandbox, ex.Detail, c.reason, s.output(ex.ID))
 		}
 	}
-	stop.Store(true)
-	wg.Wait()
-	t.Logf("API during the attack: %d requests, %d failures, slowest %.1f ms",
-		requests.Load(), failures.Load(), float64(slowest.Load())/1000)
-	if failures.Load() > 0 || requests.Load() == 0 {
-		t.Errorf("API failed %d of %d requests while hostile agents ran", failures.Load(), requests.Load())
-	}
+	stopWatching()
 
 	sp := results["spinner"]
 	t.Logf("spinner: %.2f CPU seconds in %.2f s at 0.5 cores", sp.CPUSeconds, sp.WallSeconds)

@@ -7,12 +7,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/bpagents/bpagents/internal/api"
 	"github.com/bpagents/bpagents/internal/client"
+	"github.com/bpagents/bpagents/internal/economy"
 	"github.com/bpagents/bpagents/internal/testutil"
 )
 
@@ -225,4 +226,39 @@ func (s *server) logLines(substr string) []string {
 		}
 	}
 	return out
+}
+
+// watchAPI asks the API at url for a balance every 20 ms until the returned
+// function is called; that function logs how many requests were made and
+// the slowest, and fails t if any request failed or none was made (the
+// server must stay responsive while hostile agents run).
+func watchAPI(t *testing.T, url string) (stop func()) {
+	var done atomic.Bool
+	var requests, failures, slowest atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		c := client.New(url, "")
+		for !done.Load() {
+			start := time.Now()
+			var b economy.BalanceView
+			if err := c.Get(context.Background(), "/economic/balance/genesis", &b); err != nil {
+				failures.Add(1)
+			}
+			requests.Add(1)
+			if d := time.Since(start).Microseconds(); d > slowest.Load() {
+				slowest.Store(d)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+	return func() {
+		t.Helper()
+		done.Store(true)
+		wg.Wait()
+		t.Logf("API during the attack: %d requests, %d failures, slowest %.1f ms",
+			requests.Load(), failures.Load(), float64(slowest.Load())/1000)
+		if failures.Load() > 0 || requests.Load() == 0 {
+			t.Errorf("API failed %d of %d requests while hostile agents ran", failures.Load(), requests.Load())
+		}
+	}
 }
