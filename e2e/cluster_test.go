@@ -154,18 +154,7 @@ func TestCluster(t *testing.T) {
 	// Kill a runner while it runs the sleeper.
 	sleeper := api1.createAgent(project(t, map[string]string{"agent.json": `{"command": ["sleep", "60"]}`}),
 		"--credits", "50", "--bid", "5", "--cpu", "0.1", "--memory-mb", "64", "--duration", "60")
-	var victim api.ExecutionView
-	waitFor(t, 20*time.Second, "the sleeper to run", func() bool {
-		var list api.ExecutionList
-		if err := api1.client.Get(ctx, "/executions?status=running&agent="+sleeper, &list); err != nil {
-			t.Fatal(err)
-		}
-		if len(list.Executions) == 0 {
-			return false
-		}
-		victim = list.Executions[0]
-		return true
-	})
+	victim := api1.runningExecution(sleeper, 20*time.Second, nil)
 	if runners[victim.RunnerID] == nil {
 		t.Fatalf("the sleeper runs on %q, not a runner of this test", victim.RunnerID)
 	}

@@ -19,18 +19,7 @@ func TestCrashMidExecution(t *testing.T) {
 	ctx := context.Background()
 	sleeper := s.createAgent(project(t, map[string]string{"agent.json": `{"command": ["sleep", "30"]}`}),
 		"--credits", "50", "--bid", "10", "--duration", "60")
-	var victim api.ExecutionView
-	waitFor(t, 20*time.Second, "the sleeper to run", func() bool {
-		var list api.ExecutionList
-		if err := s.client.Get(ctx, "/executions?status=running&agent="+sleeper, &list); err != nil {
-			t.Fatal(err)
-		}
-		if len(list.Executions) == 0 {
-			return false
-		}
-		victim = list.Executions[0]
-		return true
-	})
+	victim := s.runningExecution(sleeper, 20*time.Second, nil)
 	// Let a few more cycles start so the kill lands mid-cycle somewhere.
 	time.Sleep(700 * time.Millisecond)
 	s.kill()

@@ -215,17 +215,8 @@ func TestDockerCrashRecovery(t *testing.T) {
 	ctx := context.Background()
 	sleeper := s.createAgent(project(t, map[string]string{"agent.json": agentJSON("sleep", "30")}),
 		"--credits", "50", "--bid", "10", "--duration", "60")
-	var victim api.ExecutionView
-	waitFor(t, 30*time.Second, "the sleeper to run", func() bool {
-		var list api.ExecutionList
-		if err := s.client.Get(ctx, "/executions?status=running&agent="+sleeper, &list); err != nil {
-			t.Fatal(err)
-		}
-		if len(list.Executions) == 0 {
-			return false
-		}
-		victim = list.Executions[0]
-		return len(containersOfExecution(t, victim.ID)) == 1 // its container exists
+	victim := s.runningExecution(sleeper, 30*time.Second, func(ex api.ExecutionView) bool {
+		return len(containersOfExecution(t, ex.ID)) == 1 // its container exists
 	})
 	time.Sleep(300 * time.Millisecond) // let it run
 	instance := s.instanceOf()

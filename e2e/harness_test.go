@@ -262,3 +262,22 @@ func watchAPI(t *testing.T, url string) (stop func()) {
 		}
 	}
 }
+
+// runningExecution waits up to timeout for a running execution of agent for
+// which ready (when given) holds, and returns it.
+func (s *server) runningExecution(agent string, timeout time.Duration, ready func(api.ExecutionView) bool) api.ExecutionView {
+	s.t.Helper()
+	var ex api.ExecutionView
+	waitFor(s.t, timeout, "an execution of "+agent+" to run", func() bool {
+		var list api.ExecutionList
+		if err := s.client.Get(context.Background(), "/executions?status=running&agent="+agent, &list); err != nil {
+			s.t.Fatal(err)
+		}
+		if len(list.Executions) == 0 {
+			return false
+		}
+		ex = list.Executions[0]
+		return ready == nil || ready(ex)
+	})
+	return ex
+}
