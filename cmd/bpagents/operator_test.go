@@ -19,14 +19,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
 
-	"github.com/bpagents/bpagents/internal/agents"
 	"github.com/bpagents/bpagents/internal/api"
 	"github.com/bpagents/bpagents/internal/app"
-	"github.com/bpagents/bpagents/internal/config"
 	"github.com/bpagents/bpagents/internal/economy"
+	"github.com/bpagents/bpagents/internal/economy/economytest"
 	"github.com/bpagents/bpagents/internal/money"
 	"github.com/bpagents/bpagents/internal/store"
 	"github.com/bpagents/bpagents/internal/store/sqlite"
@@ -44,26 +42,10 @@ type opServer struct {
 
 func newOpServer(t *testing.T) *opServer {
 	t.Helper()
-	ctx := t.Context()
-	dir := t.TempDir()
-	cfg := config.Default()
-	cfg.Home = dir
-	set, err := app.Settings(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "bpagents.db"), sqlite.Options{Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.DiscardHandler)
 	ch := api.NewChanges()
-	eco := economy.New(st, set, agents.Workspaces{Root: filepath.Join(dir, "workspaces")},
-		fstest.MapFS{"main.py": {Data: []byte("print(1)\n"), Mode: 0o644}}, log, economy.Options{Changed: ch.Notify})
-	if _, err := eco.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e := economytest.Open(t, economytest.Options{Log: log, Economy: economy.Options{Changed: ch.Notify}})
+	eco, st, dir := e.Economy, e.Store, e.Home
 	const token = "operator-secret"
 	a := api.New(eco, log, api.Options{OperatorToken: token, Changes: ch, StreamPoll: time.Hour})
 	srv := httptest.NewServer(a)

@@ -9,13 +9,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"testing/fstest"
 
-	"github.com/bpagents/bpagents/internal/agents"
 	"github.com/bpagents/bpagents/internal/api"
 	"github.com/bpagents/bpagents/internal/app"
 	"github.com/bpagents/bpagents/internal/config"
 	"github.com/bpagents/bpagents/internal/economy"
+	"github.com/bpagents/bpagents/internal/economy/economytest"
 	"github.com/bpagents/bpagents/internal/market"
 	"github.com/bpagents/bpagents/internal/money"
 	"github.com/bpagents/bpagents/internal/store"
@@ -34,35 +33,17 @@ type promptServer struct {
 
 func newPromptServer(t *testing.T) *promptServer {
 	t.Helper()
-	ctx := t.Context()
-	dir := t.TempDir()
-	cfg := config.Default()
-	cfg.Home = dir
-	res := cfg.Market.Resources
-	cpu := res["cpu"]
-	cpu.Capacity = 8
-	res["cpu"] = cpu
-	att := res["attention"]
-	att.Capacity = 4 // several prompts at once
-	res["attention"] = att
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	set, err := app.Settings(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "bpagents.db"), sqlite.Options{Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.DiscardHandler)
-	eco := economy.New(st, set, agents.Workspaces{Root: filepath.Join(dir, "workspaces")},
-		fstest.MapFS{"main.py": {Data: []byte("print(1)\n"), Mode: 0o644}}, log, economy.Options{})
-	if _, err := eco.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e := economytest.Open(t, economytest.Options{Log: log, Config: func(c *config.Config) {
+		res := c.Market.Resources
+		cpu := res["cpu"]
+		cpu.Capacity = 8
+		res["cpu"] = cpu
+		att := res["attention"]
+		att.Capacity = 4 // several prompts at once
+		res["attention"] = att
+	}})
+	eco, st, dir := e.Economy, e.Store, e.Home
 	const token = "operator-secret"
 	srv := httptest.NewServer(api.New(eco, log, api.Options{OperatorToken: token}))
 	t.Cleanup(srv.Close)

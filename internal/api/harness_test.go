@@ -15,13 +15,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"testing/fstest"
 
 	"github.com/bpagents/bpagents/internal/agents"
 	"github.com/bpagents/bpagents/internal/api"
-	"github.com/bpagents/bpagents/internal/app"
 	"github.com/bpagents/bpagents/internal/config"
 	"github.com/bpagents/bpagents/internal/economy"
+	"github.com/bpagents/bpagents/internal/economy/economytest"
 	"github.com/bpagents/bpagents/internal/ledger"
 	"github.com/bpagents/bpagents/internal/market"
 	"github.com/bpagents/bpagents/internal/money"
@@ -60,50 +59,24 @@ type harness struct {
 func newHarness(t *testing.T, tweak func(*config.Config)) *harness {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
-
-	cfg := config.Default()
-	cfg.Home = dir
-	cfg.SQLiteSync = "NORMAL"
-	cfg.Market.MaxDurationSeconds = 3600
-	cfg.Genesis.DurationSeconds = 600
-	res := cfg.Market.Resources
-	cpu := res["cpu"]
-	cpu.Capacity, cpu.Price, cpu.Floor = 64, money.MustParse("0.001"), money.MustParse("0.001")
-	res["cpu"] = cpu
-	mem := res["memory_mb"]
-	mem.Capacity, mem.Price = 1<<20, money.MustParse("0.000001")
-	res["memory_mb"] = mem
-	if tweak != nil {
-		tweak(&cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("config: %v", err)
-	}
-	set, err := app.Settings(cfg)
-	if err != nil {
-		t.Fatalf("settings: %v", err)
-	}
-
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "bpagents.db"), sqlite.Options{Synchronous: cfg.SQLiteSync})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := st.Close(); err != nil {
-			t.Errorf("close store: %v", err)
-		}
-	})
-
 	logs := &testutil.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	ws := agents.Workspaces{Root: filepath.Join(dir, "workspaces")}
-	genesis := fstest.MapFS{"main.py": {Data: []byte("print('genesis')\n"), Mode: 0o644}}
-	eco := economy.New(st, set, ws, genesis, log, economy.Options{})
-	created, err := eco.Bootstrap(ctx)
-	if err != nil || !created {
-		t.Fatalf("bootstrap: created=%v err=%v", created, err)
-	}
+	e := economytest.Open(t, economytest.Options{Log: log, Genesis: "print('genesis')\n", Config: func(cfg *config.Config) {
+		cfg.Market.MaxDurationSeconds = 3600
+		cfg.Genesis.DurationSeconds = 600
+		res := cfg.Market.Resources
+		cpu := res["cpu"]
+		cpu.Capacity, cpu.Price, cpu.Floor = 64, money.MustParse("0.001"), money.MustParse("0.001")
+		res["cpu"] = cpu
+		mem := res["memory_mb"]
+		mem.Capacity, mem.Price = 1<<20, money.MustParse("0.000001")
+		res["memory_mb"] = mem
+		if tweak != nil {
+			tweak(cfg)
+		}
+	}})
+	eco, st, cfg := e.Economy, e.Store, e.Config
+	ws := agents.Workspaces{Root: filepath.Join(e.Home, "workspaces")}
 
 	op := "op-" + strings.ReplaceAll(t.Name(), "/", "-") + "-secret"
 	srv := api.New(eco, log, api.Options{OperatorToken: op, MaxBody: cfg.API.MaxBodyBytes,

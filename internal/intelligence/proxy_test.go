@@ -8,17 +8,14 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
-	"testing/fstest"
 	"time"
 
-	"github.com/bpagents/bpagents/internal/agents"
 	"github.com/bpagents/bpagents/internal/api"
-	"github.com/bpagents/bpagents/internal/app"
 	"github.com/bpagents/bpagents/internal/config"
 	"github.com/bpagents/bpagents/internal/economy"
+	"github.com/bpagents/bpagents/internal/economy/economytest"
 	"github.com/bpagents/bpagents/internal/intelligence"
 	"github.com/bpagents/bpagents/internal/intelligence/llmtest"
 	"github.com/bpagents/bpagents/internal/ledger"
@@ -26,7 +23,6 @@ import (
 	"github.com/bpagents/bpagents/internal/money"
 	"github.com/bpagents/bpagents/internal/sandbox"
 	"github.com/bpagents/bpagents/internal/store"
-	"github.com/bpagents/bpagents/internal/store/sqlite"
 	"github.com/bpagents/bpagents/internal/testutil"
 )
 
@@ -44,25 +40,14 @@ type rig struct {
 
 func newRig(t *testing.T, edit func(*intelligence.Config)) *rig {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "db"), sqlite.Options{Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	set, err := app.Settings(config.Default())
-	if err != nil {
-		t.Fatal(err)
-	}
-	set.Capacity.CPUMillis = 8000
 	logs := &testutil.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	eco := economy.New(st, set, agents.Workspaces{Root: filepath.Join(dir, "ws")},
-		fstest.MapFS{"main.py": {Data: []byte("print(1)\n")}}, log, economy.Options{})
-	if _, err := eco.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
+	e := economytest.Open(t, economytest.Options{Log: log, Config: func(c *config.Config) {
+		cpu := c.Market.Resources["cpu"]
+		cpu.Capacity = 8
+		c.Market.Resources["cpu"] = cpu
+	}})
+	eco, st := e.Economy, e.Store
 	up := llmtest.New(upstreamKey)
 	t.Cleanup(up.Close)
 	cfg := intelligence.Config{BaseURL: up.BaseURL(), Key: upstreamKey, Models: []string{"tiny", "small"},

@@ -8,21 +8,17 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
-	"testing/fstest"
 
-	"github.com/bpagents/bpagents/internal/agents"
 	"github.com/bpagents/bpagents/internal/api"
-	"github.com/bpagents/bpagents/internal/app"
 	"github.com/bpagents/bpagents/internal/config"
 	"github.com/bpagents/bpagents/internal/economy"
+	"github.com/bpagents/bpagents/internal/economy/economytest"
 	"github.com/bpagents/bpagents/internal/market"
 	"github.com/bpagents/bpagents/internal/money"
 	"github.com/bpagents/bpagents/internal/sandbox"
-	"github.com/bpagents/bpagents/internal/store/sqlite"
 	"github.com/bpagents/bpagents/internal/web"
 )
 
@@ -38,32 +34,12 @@ type site struct {
 
 func newSite(t *testing.T) *site {
 	t.Helper()
-	ctx := context.Background()
-	dir := t.TempDir()
-	cfg := config.Default()
-	cfg.Home = dir
-	res := cfg.Market.Resources
-	cpu := res["cpu"]
-	cpu.Capacity = 8
-	res["cpu"] = cpu
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	set, err := app.Settings(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := sqlite.Open(ctx, filepath.Join(dir, "bpagents.db"), sqlite.Options{Synchronous: "NORMAL"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.DiscardHandler)
-	eco := economy.New(st, set, agents.Workspaces{Root: filepath.Join(dir, "workspaces")},
-		fstest.MapFS{"main.py": {Data: []byte("print(1)\n"), Mode: 0o644}}, log, economy.Options{})
-	if _, err := eco.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
+	eco := economytest.Open(t, economytest.Options{Log: log, Config: func(c *config.Config) {
+		cpu := c.Market.Resources["cpu"]
+		cpu.Capacity = 8
+		c.Market.Resources["cpu"] = cpu
+	}}).Economy
 	dash, err := web.New(web.Options{Economy: eco, OperatorToken: token, Log: log, Version: "test"})
 	if err != nil {
 		t.Fatal(err)
